@@ -1,0 +1,177 @@
+//! The Basic Header Segment and the framing of a whole PDU (RFC 7143 §11.2).
+//!
+//! ```text
+//! byte 0      .|I| opcode (6 bits)
+//! byte 1      opcode-specific flags (F bit = 0x80)
+//! byte 4      TotalAHSLength, in 4-byte words
+//! bytes 5–7   DataSegmentLength, in bytes, before padding
+//! bytes 8–15  LUN or opcode-specific
+//! bytes 16–19 Initiator Task Tag
+//! bytes 20–47 opcode-specific
+//! ```
+
+/// Length of the Basic Header Segment.
+pub const BHS_LEN: usize = 48;
+
+/// `len` rounded up to the 4-byte boundary every iSCSI segment is padded to.
+pub fn padded_len(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// One PDU as framed on the wire, digests already checked and stripped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawPdu {
+    pub bhs: [u8; BHS_LEN],
+    /// The additional header segments, padded, as `TotalAHSLength * 4` bytes.
+    pub ahs: Vec<u8>,
+    /// The data segment without its padding.
+    pub data: Vec<u8>,
+}
+
+impl Default for RawPdu {
+    fn default() -> Self {
+        Self {
+            bhs: [0; BHS_LEN],
+            ahs: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+}
+
+impl RawPdu {
+    pub fn opcode(&self) -> u8 {
+        self.bhs[0] & 0x3f
+    }
+
+    pub fn immediate(&self) -> bool {
+        self.bhs[0] & 0x40 != 0
+    }
+
+    pub fn itt(&self) -> u32 {
+        self.u32_at(16)
+    }
+
+    /// TotalAHSLength in bytes, as the header announces it.
+    pub fn announced_ahs_len(bhs: &[u8; BHS_LEN]) -> usize {
+        bhs[4] as usize * 4
+    }
+
+    /// DataSegmentLength in bytes (unpadded), as the header announces it.
+    pub fn announced_data_len(bhs: &[u8; BHS_LEN]) -> usize {
+        (bhs[5] as usize) << 16 | (bhs[6] as usize) << 8 | bhs[7] as usize
+    }
+
+    pub fn u16_at(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.bhs[at], self.bhs[at + 1]])
+    }
+
+    pub fn u32_at(&self, at: usize) -> u32 {
+        u32::from_be_bytes([
+            self.bhs[at],
+            self.bhs[at + 1],
+            self.bhs[at + 2],
+            self.bhs[at + 3],
+        ])
+    }
+
+    pub fn u64_at(&self, at: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.bhs[at..at + 8]);
+        u64::from_be_bytes(b)
+    }
+
+    pub fn put_u16(&mut self, at: usize, v: u16) {
+        self.bhs[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    pub fn put_u32(&mut self, at: usize, v: u32) {
+        self.bhs[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    pub fn put_u64(&mut self, at: usize, v: u64) {
+        self.bhs[at..at + 8].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Fills TotalAHSLength and DataSegmentLength from `ahs` and `data`. Called by every encoder
+    /// last, so the lengths can never disagree with the segments.
+    pub fn seal(mut self) -> Self {
+        debug_assert!(self.ahs.len() % 4 == 0 && self.ahs.len() <= 255 * 4);
+        self.bhs[4] = (self.ahs.len() / 4) as u8;
+        let len = self.data.len() as u32;
+        self.bhs[5] = (len >> 16) as u8;
+        self.bhs[6] = (len >> 8) as u8;
+        self.bhs[7] = len as u8;
+        self
+    }
+
+    /// The PDU as it goes on the wire: BHS, AHS, [header digest], data, padding, [data digest].
+    pub fn to_wire(&self, header_digest: bool, data_digest: bool) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(BHS_LEN + self.ahs.len() + 8 + padded_len(self.data.len()) + 4);
+        self.write_header(&mut out, header_digest);
+        self.write_data(&mut out, data_digest);
+        out
+    }
+
+    /// BHS + AHS + optional header digest.
+    pub fn write_header(&self, out: &mut Vec<u8>, header_digest: bool) {
+        let start = out.len();
+        out.extend_from_slice(&self.bhs);
+        out.extend_from_slice(&self.ahs);
+        if header_digest {
+            let d = super::crc32c(&out[start..]);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+    }
+
+    /// Data segment + padding + optional data digest (nothing at all for an empty segment).
+    pub fn write_data(&self, out: &mut Vec<u8>, data_digest: bool) {
+        if self.data.is_empty() {
+            return;
+        }
+        out.extend_from_slice(&self.data);
+        let pad = padded_len(self.data.len()) - self.data.len();
+        out.extend_from_slice(&[0u8; 3][..pad]);
+        if data_digest {
+            let mut h = crc32c::crc32c(&self.data);
+            h = crc32c::crc32c_append(h, &[0u8; 3][..pad]);
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_writes_lengths() {
+        let p = RawPdu {
+            ahs: vec![0; 20],
+            data: vec![1; 0x01_0203],
+            ..Default::default()
+        }
+        .seal();
+        assert_eq!(p.bhs[4], 5);
+        assert_eq!(&p.bhs[5..8], &[1, 2, 3]);
+        assert_eq!(RawPdu::announced_data_len(&p.bhs), 0x01_0203);
+        assert_eq!(RawPdu::announced_ahs_len(&p.bhs), 20);
+    }
+
+    #[test]
+    fn wire_pads_data_and_appends_digests() {
+        let p = RawPdu {
+            data: vec![7; 5],
+            ..Default::default()
+        }
+        .seal();
+        let w = p.to_wire(true, true);
+        assert_eq!(w.len(), 48 + 4 + 8 + 4);
+        assert_eq!(&w[52..57], &[7; 5]);
+        assert_eq!(&w[57..60], &[0; 3]);
+        let hd = u32::from_le_bytes([w[48], w[49], w[50], w[51]]);
+        assert_eq!(hd, crc32c::crc32c(&w[..48]));
+        let dd = u32::from_le_bytes([w[60], w[61], w[62], w[63]]);
+        assert_eq!(dd, crc32c::crc32c(&w[52..60]));
+    }
+}

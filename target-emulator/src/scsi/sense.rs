@@ -1,0 +1,202 @@
+//! Sense data: the one place where SCSI errors become bytes (SPC-4 §4.4.2, fixed format 0x70).
+//!
+//! Every handler returns `Result<_, Sense>`; the session puts [`Sense::to_bytes`] in the SCSI
+//! Response with status CHECK CONDITION. Lun errors are mapped here too ([`Sense::from_lun_error`]).
+
+use crate::lun::LunError;
+
+/// SCSI status codes (SAM-5 §5.3).
+pub mod status {
+    pub const GOOD: u8 = 0x00;
+    pub const CHECK_CONDITION: u8 = 0x02;
+    pub const CONDITION_MET: u8 = 0x04;
+}
+
+/// Sense keys (SPC-4 Table 48).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SenseKey {
+    NoSense = 0x0,
+    NotReady = 0x2,
+    MediumError = 0x3,
+    HardwareError = 0x4,
+    IllegalRequest = 0x5,
+    UnitAttention = 0x6,
+    DataProtect = 0x7,
+    AbortedCommand = 0xb,
+    Miscompare = 0xe,
+}
+
+/// Where in the CDB or parameter list the offending field sits (sense-key specific bytes 15–17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldPointer {
+    pub in_cdb: bool,
+    pub byte: u16,
+    pub bit: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sense {
+    pub key: SenseKey,
+    pub asc: u8,
+    pub ascq: u8,
+    pub field: Option<FieldPointer>,
+    /// INFORMATION field (e.g. the offending LBA), with VALID=1.
+    pub information: Option<u32>,
+}
+
+impl Sense {
+    pub const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
+        Self {
+            key,
+            asc,
+            ascq,
+            field: None,
+            information: None,
+        }
+    }
+
+    /// ILLEGAL REQUEST / INVALID COMMAND OPERATION CODE (20h/00h).
+    pub const fn invalid_opcode() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x20, 0x00)
+    }
+    /// ILLEGAL REQUEST / LOGICAL BLOCK ADDRESS OUT OF RANGE (21h/00h).
+    pub const fn lba_out_of_range() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x21, 0x00)
+    }
+    /// ILLEGAL REQUEST / INVALID FIELD IN CDB (24h/00h), pointing at `byte`.
+    pub const fn invalid_field_in_cdb(byte: u16) -> Self {
+        let mut s = Self::new(SenseKey::IllegalRequest, 0x24, 0x00);
+        s.field = Some(FieldPointer {
+            in_cdb: true,
+            byte,
+            bit: None,
+        });
+        s
+    }
+    /// As [`Sense::invalid_field_in_cdb`], naming the bit too.
+    pub const fn invalid_bit_in_cdb(byte: u16, bit: u8) -> Self {
+        let mut s = Self::invalid_field_in_cdb(byte);
+        s.field = Some(FieldPointer {
+            in_cdb: true,
+            byte,
+            bit: Some(bit),
+        });
+        s
+    }
+    /// ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED (25h/00h).
+    pub const fn lun_not_supported() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x25, 0x00)
+    }
+    /// ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST (26h/00h).
+    pub const fn invalid_field_in_parameter_list(byte: u16) -> Self {
+        let mut s = Self::new(SenseKey::IllegalRequest, 0x26, 0x00);
+        s.field = Some(FieldPointer {
+            in_cdb: false,
+            byte,
+            bit: None,
+        });
+        s
+    }
+    /// ILLEGAL REQUEST / PARAMETER LIST LENGTH ERROR (1Ah/00h).
+    pub const fn parameter_list_length_error() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x1a, 0x00)
+    }
+    /// ILLEGAL REQUEST / SAVING PARAMETERS NOT SUPPORTED (39h/00h).
+    pub const fn saving_parameters_not_supported() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x39, 0x00)
+    }
+    /// DATA PROTECT / WRITE PROTECTED (27h/00h).
+    pub const fn write_protected() -> Self {
+        Self::new(SenseKey::DataProtect, 0x27, 0x00)
+    }
+    /// MISCOMPARE / MISCOMPARE DURING VERIFY OPERATION (1Dh/00h), at byte `offset`.
+    pub const fn miscompare(offset: u32) -> Self {
+        let mut s = Self::new(SenseKey::Miscompare, 0x1d, 0x00);
+        s.information = Some(offset);
+        s
+    }
+    /// MEDIUM ERROR / UNRECOVERED READ ERROR (11h/00h).
+    pub const fn unrecovered_read_error() -> Self {
+        Self::new(SenseKey::MediumError, 0x11, 0x00)
+    }
+    /// MEDIUM ERROR / WRITE ERROR (0Ch/00h).
+    pub const fn write_error() -> Self {
+        Self::new(SenseKey::MediumError, 0x0c, 0x00)
+    }
+
+    /// The one mapping from a logical unit's failure to what the initiator sees.
+    pub fn from_lun_error(e: &LunError, writing: bool) -> Self {
+        match e {
+            LunError::ReadOnly => Self::write_protected(),
+            LunError::DeallocateUnsupported => Self::invalid_opcode(),
+            LunError::Io(_) if writing => Self::write_error(),
+            LunError::Io(_) | LunError::Damaged(_) => Self::unrecovered_read_error(),
+        }
+    }
+
+    /// Fixed-format sense data, 18 bytes (SPC-4 §4.5.3); libiscsi reads all 18.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 18];
+        b[0] = 0x70 | if self.information.is_some() { 0x80 } else { 0 };
+        b[2] = self.key as u8;
+        if let Some(info) = self.information {
+            b[3..7].copy_from_slice(&info.to_be_bytes());
+        }
+        b[7] = 10;
+        b[12] = self.asc;
+        b[13] = self.ascq;
+        if let Some(f) = self.field {
+            b[15] = 0x80 | if f.in_cdb { 0x40 } else { 0 };
+            if let Some(bit) = f.bit {
+                b[15] |= 0x08 | (bit & 7);
+            }
+            b[16..18].copy_from_slice(&f.byte.to_be_bytes());
+        }
+        b
+    }
+}
+
+impl std::fmt::Display for Sense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "key {:?} asc/ascq {:02x}h/{:02x}h",
+            self.key, self.asc, self.ascq
+        )?;
+        if let Some(p) = self.field {
+            write!(f, " field byte {}", p.byte)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden vectors from research/scsi-facts.md §5, checked there with `sg_decode_sense`.
+    #[test]
+    fn golden_lba_out_of_range() {
+        let want = [
+            0x70, 0, 5, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x21, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(Sense::lba_out_of_range().to_bytes(), want);
+    }
+
+    #[test]
+    fn golden_invalid_field_byte_1() {
+        let want = [
+            0x70, 0, 5, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x24, 0, 0, 0xc0, 0, 1,
+        ];
+        assert_eq!(Sense::invalid_field_in_cdb(1).to_bytes(), want);
+    }
+
+    #[test]
+    fn golden_write_protected() {
+        let want = [
+            0x70, 0, 7, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x27, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(Sense::write_protected().to_bytes(), want);
+    }
+}
