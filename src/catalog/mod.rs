@@ -1,0 +1,441 @@
+//! The catalog: volumes, backups and the audit log in SQLite. It holds what the
+//! service says about things (names, status, progress, errors); the bytes and
+//! the truth about what a backup contains live in the repository, from which
+//! `recover` can rebuild this database.
+//!
+//! Never does I/O on volumes or the repository.
+
+pub mod error;
+pub mod time;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+pub use error::CatalogError;
+
+pub mod status {
+    pub const AVAILABLE: &str = "available";
+    pub const CREATING: &str = "creating";
+    pub const RESTORING: &str = "restoring";
+    pub const DELETING: &str = "deleting";
+    pub const ERROR: &str = "error";
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRecord {
+    pub id: String,
+    pub name: String,
+    /// `managed` (sparse file under the data dir) or `registered` (external path).
+    pub kind: String,
+    pub path: String,
+    pub size: u64,
+    pub status: String,
+    pub error: String,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BackupRecord {
+    pub id: String,
+    pub volume_id: String,
+    pub name: String,
+    /// `full` or `incremental`.
+    pub kind: String,
+    pub parent_id: Option<String>,
+    pub chain_id: String,
+    pub status: String,
+    pub size: u64,
+    pub compression: String,
+    pub changed_blocks: u64,
+    pub allocated_blocks: u64,
+    pub stored_bytes: u64,
+    pub content_hash: String,
+    pub error: String,
+    pub created_at: String,
+    pub completed_at: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS volumes (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, path TEXT NOT NULL,
+    size INTEGER NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backups (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, volume_id TEXT NOT NULL,
+    name TEXT NOT NULL, kind TEXT NOT NULL, parent_id TEXT, chain_id TEXT NOT NULL,
+    status TEXT NOT NULL, size INTEGER NOT NULL, compression TEXT NOT NULL,
+    changed_blocks INTEGER NOT NULL DEFAULT 0, allocated_blocks INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0, content_hash TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, completed_at TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS backups_volume ON backups(volume_id);
+CREATE INDEX IF NOT EXISTS backups_parent ON backups(parent_id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event TEXT NOT NULL);
+";
+
+const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
+     changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at";
+
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert_volume(&self, v: &VolumeRecord) -> Result<(), CatalogError> {
+        let conn = self.conn();
+        let taken: Option<String> = conn
+            .query_row("SELECT id FROM volumes WHERE name = ?1", [&v.name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if taken.is_some() {
+            return Err(CatalogError::NameTaken {
+                kind: "volume",
+                name: v.name.clone(),
+            });
+        }
+        conn.execute(
+            "INSERT INTO volumes (id, name, kind, path, size, status, error, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                v.id,
+                v.name,
+                v.kind,
+                v.path,
+                v.size as i64,
+                v.status,
+                v.error,
+                v.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn volume_from_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
+        Ok(VolumeRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            kind: r.get(2)?,
+            path: r.get(3)?,
+            size: r.get::<_, i64>(4)? as u64,
+            status: r.get(5)?,
+            error: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    }
+
+    /// A volume by id or by name.
+    pub fn find_volume(&self, id_or_name: &str) -> Result<VolumeRecord, CatalogError> {
+        self.conn()
+            .query_row(
+                "SELECT id, name, kind, path, size, status, error, created_at FROM volumes
+                 WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
+                [id_or_name],
+                Self::volume_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| CatalogError::NotFound {
+                kind: "volume",
+                id: id_or_name.to_string(),
+            })
+    }
+
+    pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, name, kind, path, size, status, error, created_at FROM volumes ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], Self::volume_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_volume_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE volumes SET status = ?2, error = ?3 WHERE id = ?1",
+            params![id, status, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_volume(&self, id: &str) -> Result<(), CatalogError> {
+        self.conn()
+            .execute("DELETE FROM volumes WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn insert_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+        self.conn().execute(
+            &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            params![
+                b.id, b.volume_id, b.name, b.kind, b.parent_id, b.chain_id, b.status, b.size as i64,
+                b.compression, b.changed_blocks as i64, b.allocated_blocks as i64, b.stored_bytes as i64,
+                b.content_hash, b.error, b.created_at, b.completed_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
+        Ok(BackupRecord {
+            id: r.get(0)?,
+            volume_id: r.get(1)?,
+            name: r.get(2)?,
+            kind: r.get(3)?,
+            parent_id: r.get(4)?,
+            chain_id: r.get(5)?,
+            status: r.get(6)?,
+            size: r.get::<_, i64>(7)? as u64,
+            compression: r.get(8)?,
+            changed_blocks: r.get::<_, i64>(9)? as u64,
+            allocated_blocks: r.get::<_, i64>(10)? as u64,
+            stored_bytes: r.get::<_, i64>(11)? as u64,
+            content_hash: r.get(12)?,
+            error: r.get(13)?,
+            created_at: r.get(14)?,
+            completed_at: r.get(15)?,
+        })
+    }
+
+    pub fn get_backup(&self, id: &str) -> Result<BackupRecord, CatalogError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1"),
+                [id],
+                Self::backup_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| CatalogError::NotFound {
+                kind: "backup",
+                id: id.to_string(),
+            })
+    }
+
+    /// Backups oldest first, optionally of one volume.
+    pub fn list_backups(&self, volume_id: Option<&str>) -> Result<Vec<BackupRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE ?1 IS NULL OR volume_id = ?1 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([volume_id], Self::backup_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Backups whose parent is `id` (whatever their status).
+    pub fn children(&self, id: &str) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM backups WHERE parent_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The parent for a new incremental: the newest available backup of the chain
+    /// started by the volume's newest available full.
+    pub fn incremental_parent(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<BackupRecord>, CatalogError> {
+        let conn = self.conn();
+        let chain: Option<String> = conn
+            .query_row(
+                "SELECT chain_id FROM backups WHERE volume_id = ?1 AND kind = 'full' AND status IN ('available', 'restoring')
+                 ORDER BY seq DESC LIMIT 1",
+                [volume_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(chain) = chain else { return Ok(None) };
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {BACKUP_COLUMNS} FROM backups WHERE chain_id = ?1 AND status IN ('available', 'restoring')
+                     ORDER BY seq DESC LIMIT 1"
+                ),
+                [chain],
+                Self::backup_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn set_backup_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE backups SET status = ?2, error = ?3 WHERE id = ?1",
+            params![id, status, error],
+        )?;
+        Ok(())
+    }
+
+    /// Records a finished backup: one statement, after the repository index is durable.
+    pub fn complete_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE backups SET status = ?2, error = '', changed_blocks = ?3, allocated_blocks = ?4,
+             stored_bytes = ?5, content_hash = ?6, completed_at = ?7 WHERE id = ?1",
+            params![
+                b.id,
+                status::AVAILABLE,
+                b.changed_blocks as i64,
+                b.allocated_blocks as i64,
+                b.stored_bytes as i64,
+                b.content_hash,
+                b.completed_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_backup(&self, id: &str) -> Result<(), CatalogError> {
+        self.conn()
+            .execute("DELETE FROM backups WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// After a restart nothing is running: whatever was in flight ended then.
+    /// Returns how many records were changed.
+    pub fn mark_interrupted(&self) -> Result<usize, CatalogError> {
+        let conn = self.conn();
+        let mut n = conn.execute(
+            "UPDATE backups SET status = 'error', error = 'interrupted' WHERE status IN ('creating', 'deleting')",
+            [],
+        )?;
+        n += conn.execute(
+            "UPDATE backups SET status = 'available' WHERE status = 'restoring'",
+            [],
+        )?;
+        n += conn.execute(
+            "UPDATE volumes SET status = 'error', error = 'interrupted' WHERE status IN ('creating', 'restoring')",
+            [],
+        )?;
+        Ok(n)
+    }
+
+    /// Appends one JSON object to the audit log.
+    pub fn audit(&self, event: &serde_json::Value) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO audit (at, event) VALUES (?1, ?2)",
+            params![time::now_rfc3339(), event.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The audit log as JSON lines, oldest first.
+    pub fn audit_lines(&self) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT at, event FROM audit ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            let at: String = r.get(0)?;
+            let event: String = r.get(1)?;
+            Ok(format!("{{\"at\":\"{at}\",\"event\":{event}}}"))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(
+        id: &str,
+        kind: &str,
+        parent: Option<&str>,
+        chain: &str,
+        status: &str,
+    ) -> BackupRecord {
+        BackupRecord {
+            id: id.into(),
+            volume_id: "vol-1".into(),
+            kind: kind.into(),
+            parent_id: parent.map(Into::into),
+            chain_id: chain.into(),
+            status: status.into(),
+            compression: "zstd".into(),
+            created_at: time::now_rfc3339(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parent_selection_and_interruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        assert!(cat.incremental_parent("vol-1").unwrap().is_none());
+        cat.insert_backup(&backup("a", "full", None, "a", "available"))
+            .unwrap();
+        cat.insert_backup(&backup("b", "incremental", Some("a"), "a", "available"))
+            .unwrap();
+        cat.insert_backup(&backup("c", "incremental", Some("b"), "a", "error"))
+            .unwrap();
+        assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
+        cat.insert_backup(&backup("d", "full", None, "d", "creating"))
+            .unwrap();
+        assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
+        assert_eq!(cat.children("a").unwrap(), vec!["b".to_string()]);
+        cat.mark_interrupted().unwrap();
+        let d = cat.get_backup("d").unwrap();
+        assert_eq!(
+            (d.status.as_str(), d.error.as_str()),
+            ("error", "interrupted")
+        );
+        assert!(matches!(
+            cat.get_backup("zz"),
+            Err(CatalogError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn volume_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        let v = VolumeRecord {
+            id: "vol-1".into(),
+            name: "data".into(),
+            kind: "managed".into(),
+            path: "/x".into(),
+            size: 4096,
+            status: "available".into(),
+            error: String::new(),
+            created_at: time::now_rfc3339(),
+        };
+        cat.insert_volume(&v).unwrap();
+        assert_eq!(cat.find_volume("data").unwrap(), v);
+        assert!(matches!(
+            cat.insert_volume(&VolumeRecord {
+                id: "vol-2".into(),
+                ..v
+            }),
+            Err(CatalogError::NameTaken { .. })
+        ));
+    }
+}

@@ -1,0 +1,108 @@
+//! The server's one configuration struct. Precedence, lowest first: embedded
+//! defaults, a TOML config file (`--config FILE` / `BLOCKDELTA_CONFIG`), then
+//! environment variables and flags (clap reads `BLOCKDELTA_*` for each flag).
+//!
+//! ```toml
+//! data_dir = "/var/lib/blockdelta"
+//! grpc_listen = "127.0.0.1:50051"
+//! iscsi_listen = "127.0.0.1:3260"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Catalog (`catalog.sqlite`), repository (`repository/`) and managed volumes (`volumes/`).
+    pub data_dir: PathBuf,
+    /// gRPC listen address; port 0 picks a free port (the bound address is printed).
+    pub grpc_listen: String,
+    /// iSCSI target listen address (used once delta volumes are exported).
+    pub iscsi_listen: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./blockdelta-data"),
+            grpc_listen: "127.0.0.1:50051".into(),
+            iscsi_listen: "127.0.0.1:3260".into(),
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` = not given.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub grpc_listen: Option<String>,
+    pub iscsi_listen: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = overrides.data_dir {
+            config.data_dir = d;
+        }
+        if let Some(g) = overrides.grpc_listen {
+            config.grpc_listen = g;
+        }
+        if let Some(i) = overrides.iscsi_listen {
+            config.iscsi_listen = i;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "data_dir = \"/srv/bd\"\ngrpc_listen = \"127.0.0.1:6000\"\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            Overrides {
+                grpc_listen: Some("127.0.0.1:7000".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/bd"));
+        assert_eq!(c.grpc_listen, "127.0.0.1:7000");
+        assert_eq!(c.iscsi_listen, "127.0.0.1:3260");
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(Config::load(Some(&path), Overrides::default()).is_err());
+        assert_eq!(Config::load(None, Overrides::default()).unwrap(), Config::default());
+    }
+}

@@ -1,0 +1,60 @@
+//! The engine: backup, restore and verify as streaming pipelines over volumes and
+//! the repository, and the service logic that runs them as background jobs and
+//! keeps the catalog in step. It never speaks gRPC: `api` adapts it.
+
+pub mod backup;
+pub mod error;
+pub mod restore;
+pub mod service;
+pub mod source;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub use error::EngineError;
+pub use service::Service;
+
+/// Shared between a running job and whoever watches or cancels it.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    cancelled: AtomicBool,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl JobControl {
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    pub fn add_done(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn set_done(&self, bytes: u64) {
+        self.done.store(bytes, Ordering::Relaxed);
+    }
+
+    /// (bytes done, bytes total).
+    pub fn progress(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Worker threads for hashing/compression and for restore: every core.
+pub fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 16)
+}

@@ -1,0 +1,271 @@
+//! The repository: pack/extent store, backup indexes and volume manifests on a
+//! local directory. It owns every byte of backup data and knows nothing of the
+//! catalog: from this directory alone every backup can be listed and restored.
+//!
+//! ```text
+//! <root>/repository.json          format marker
+//! <root>/packs/<xx>/<id>.pack      frames (see `pack`)
+//! <root>/backups/<id>.index        backup indexes: the commit point (see `index`)
+//! <root>/backups/<id>.fingerprints per-block fingerprints
+//! <root>/volumes/<id>.json         volume manifests
+//! <root>/tmp/                      packs being written
+//! ```
+//! Every write is temp file + fsync + rename + fsync of the directory.
+
+pub mod chain;
+pub mod codec;
+pub mod error;
+pub mod index;
+pub mod pack;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use chain::ChainReader;
+pub use codec::Codec;
+pub use error::RepoError;
+pub use index::{BackupIndex, BackupManifest, Extent, Fingerprints, VolumeManifest};
+pub use pack::{FrameLocation, PackId};
+
+/// Change bitmaps count in tracking blocks of this many bytes.
+pub const TRACKING_BLOCK_SIZE: u64 = 4096;
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug)]
+pub struct Repository {
+    root: PathBuf,
+}
+
+impl Repository {
+    /// Opens the repository at `root`, creating its folders when missing.
+    pub fn open_or_create(root: &Path) -> Result<Repository, RepoError> {
+        for sub in ["packs", "backups", "volumes", "tmp"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| RepoError::io(&p, e))?;
+        }
+        let marker = root.join("repository.json");
+        if !marker.exists() {
+            let body =
+                format!("{{\"format\":\"blockdelta-repository\",\"version\":{FORMAT_VERSION}}}\n");
+            write_atomic(&marker, body.as_bytes())?;
+        }
+        Ok(Repository {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing repository; refuses a folder that is not one.
+    pub fn open_existing(root: &Path) -> Result<Repository, RepoError> {
+        if !root.join("repository.json").is_file() {
+            return Err(RepoError::NotFound {
+                object: format!("repository at {}", root.display()),
+            });
+        }
+        Repository::open_or_create(root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn index_path(&self, backup_id: &str) -> PathBuf {
+        self.root.join("backups").join(format!("{backup_id}.index"))
+    }
+
+    pub fn fingerprints_path(&self, backup_id: &str) -> PathBuf {
+        self.root
+            .join("backups")
+            .join(format!("{backup_id}.fingerprints"))
+    }
+
+    pub fn has_index(&self, backup_id: &str) -> bool {
+        self.index_path(backup_id).is_file()
+    }
+
+    /// Writes a backup's index atomically: the moment the backup exists in the repository.
+    pub fn write_index(&self, index: &BackupIndex) -> Result<u64, RepoError> {
+        let bytes = index.encode()?;
+        write_atomic(&self.index_path(index.id()), &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
+    pub fn read_index(&self, backup_id: &str) -> Result<BackupIndex, RepoError> {
+        let path = self.index_path(backup_id);
+        let object = format!("index {backup_id}");
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => RepoError::NotFound {
+                object: object.clone(),
+            },
+            _ => RepoError::io(&path, e),
+        })?;
+        BackupIndex::decode(&bytes, &object)
+    }
+
+    pub fn read_fingerprints(&self, index: &BackupIndex) -> Result<Fingerprints, RepoError> {
+        Fingerprints::read(
+            &self.fingerprints_path(index.id()),
+            &index.allocated,
+            &format!("fingerprints {}", index.id()),
+        )
+    }
+
+    /// Removes a backup from the repository: the index first (so the backup is gone
+    /// atomically), then its fingerprints. Its packs are left to garbage collection.
+    pub fn remove_backup(&self, backup_id: &str) -> Result<(), RepoError> {
+        for path in [
+            self.index_path(backup_id),
+            self.fingerprints_path(backup_id),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RepoError::io(&path, e)),
+            }
+        }
+        fsync_dir(&self.root.join("backups"))
+    }
+
+    /// Ids of every backup whose index is present.
+    pub fn list_backup_ids(&self) -> Result<Vec<String>, RepoError> {
+        let dir = self.root.join("backups");
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
+            let entry = entry.map_err(|e| RepoError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(id) = name.strip_suffix(".index") {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn write_volume(&self, volume: &VolumeManifest) -> Result<(), RepoError> {
+        let path = self
+            .root
+            .join("volumes")
+            .join(format!("{}.json", volume.id));
+        let body = serde_json::to_vec_pretty(volume)
+            .map_err(|e| RepoError::corrupt(format!("volume {}", volume.id), e.to_string()))?;
+        write_atomic(&path, &body)
+    }
+
+    pub fn remove_volume(&self, volume_id: &str) -> Result<(), RepoError> {
+        let path = self.root.join("volumes").join(format!("{volume_id}.json"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RepoError::io(&path, e)),
+        }
+    }
+
+    pub fn list_volumes(&self) -> Result<Vec<VolumeManifest>, RepoError> {
+        let dir = self.root.join("volumes");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
+            let entry = entry.map_err(|e| RepoError::io(&dir, e))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "json") {
+                let bytes = std::fs::read(&path).map_err(|e| RepoError::io(&path, e))?;
+                let v: VolumeManifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| RepoError::corrupt(path.display().to_string(), e.to_string()))?;
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every finished pack with its size.
+    pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>, RepoError> {
+        let dir = self.root.join("packs");
+        let mut out = Vec::new();
+        for sub in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
+            let sub = sub.map_err(|e| RepoError::io(&dir, e))?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&sub).map_err(|e| RepoError::io(&sub, e))? {
+                let entry = entry.map_err(|e| RepoError::io(&sub, e))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                if let Some(id) = name.strip_suffix(".pack").and_then(PackId::from_hex) {
+                    let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    out.push((id, len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every pack no index references, and leftovers in `tmp/`. The caller
+    /// must hold off new backups while this runs (see `engine::gc`): a running
+    /// backup's finished packs are referenced by no index yet.
+    pub fn remove_unreferenced_packs(&self) -> Result<(u64, u64), RepoError> {
+        let mut referenced = HashSet::new();
+        for id in self.list_backup_ids()? {
+            let index = self.read_index(&id)?;
+            referenced.extend(index.extents.iter().map(|e| e.frame.pack));
+        }
+        let (mut packs, mut bytes) = (0, 0);
+        for (id, len) in self.list_packs()? {
+            if !referenced.contains(&id) {
+                let path = pack::pack_path(&self.root, &id);
+                std::fs::remove_file(&path).map_err(|e| RepoError::io(&path, e))?;
+                packs += 1;
+                bytes += len;
+            }
+        }
+        let tmp = self.root.join("tmp");
+        for entry in std::fs::read_dir(&tmp)
+            .map_err(|e| RepoError::io(&tmp, e))?
+            .flatten()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok((packs, bytes))
+    }
+
+    /// Total bytes of the repository's files (packs, indexes, fingerprints).
+    pub fn stored_bytes(&self) -> Result<u64, RepoError> {
+        let mut total: u64 = self.list_packs()?.iter().map(|p| p.1).sum();
+        let dir = self.root.join("backups");
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| RepoError::io(&dir, e))?
+            .flatten()
+        {
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(total)
+    }
+}
+
+/// temp file + fsync + rename + fsync(dir): readers see the old file or the new
+/// one, never a torn one, and after return it survives a crash.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{:016x}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RepoError::io(path, e));
+    }
+    fsync_dir(dir)
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<(), RepoError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| RepoError::io(dir, e))
+}

@@ -1,0 +1,273 @@
+//! Pack objects: a few MiB of compressed frames, each frame one extent of
+//! consecutive changed tracking blocks.
+//!
+//! Layout of `packs/<first 2 hex>/<pack id>.pack` (all integers little-endian):
+//! ```text
+//! "BDPACK01"                                   8 bytes, once
+//! frame*: "BDFR" codec:u8 0:u8*3 len:u32 stored_len:u32 blake3(uncompressed):32  (48 bytes)
+//!         stored bytes                         stored_len bytes
+//! ```
+//! A pack is written under `tmp/`, fsynced and renamed into place before any
+//! index may name it, so an index never points at missing data. A pack never
+//! changes after the rename.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::codec::{Codec, MAX_FRAME_LEN};
+use super::{RepoError, fsync_dir};
+
+pub const PACK_MAGIC: &[u8; 8] = b"BDPACK01";
+pub const FRAME_MAGIC: &[u8; 4] = b"BDFR";
+pub const FRAME_HEADER_LEN: u64 = 48;
+/// Packs are closed once they pass this size: large enough for sequential I/O
+/// and few files, small enough that garbage collection frees space in useful steps.
+pub const PACK_TARGET_LEN: u64 = 4 << 20;
+
+/// A pack's name: 16 random bytes, shown as 32 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackId(pub [u8; 16]);
+
+impl PackId {
+    pub fn random() -> PackId {
+        PackId(rand::random())
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<PackId> {
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(PackId(out))
+    }
+}
+
+/// Where a frame lives and what it must hash to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLocation {
+    pub pack: PackId,
+    /// Offset of the frame header in the pack.
+    pub offset: u64,
+    /// Stored (compressed) length, without the header.
+    pub stored_len: u32,
+    /// blake3 of the uncompressed frame.
+    pub hash: [u8; 32],
+}
+
+impl FrameLocation {
+    pub fn describe(&self) -> String {
+        format!("pack {}@{}", self.pack.to_hex(), self.offset)
+    }
+}
+
+/// A frame ready to be appended: compressed by a worker, written by the writer.
+#[derive(Debug)]
+pub struct EncodedFrame {
+    pub codec: Codec,
+    pub len: u32,
+    pub hash: [u8; 32],
+    pub data: Vec<u8>,
+}
+
+impl EncodedFrame {
+    /// Hashes and compresses `raw`; keeps it uncompressed when the codec does not
+    /// make it smaller, so random data costs its own size plus the header.
+    pub fn encode(raw: &[u8], codec: Codec) -> Result<EncodedFrame, RepoError> {
+        let hash = *blake3::hash(raw).as_bytes();
+        let mut data = codec.compress(raw)?;
+        let mut used = codec;
+        if data.len() >= raw.len() {
+            data = raw.to_vec();
+            used = Codec::None;
+        }
+        Ok(EncodedFrame {
+            codec: used,
+            len: raw.len() as u32,
+            hash,
+            data,
+        })
+    }
+}
+
+pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
+    let hex = id.to_hex();
+    root.join("packs")
+        .join(&hex[..2])
+        .join(format!("{hex}.pack"))
+}
+
+/// Appends frames to one pack under `tmp/`; `finish` makes it durable and visible.
+pub struct PackWriter {
+    id: PackId,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    out: BufWriter<File>,
+    len: u64,
+}
+
+impl PackWriter {
+    pub fn create(root: &Path) -> Result<PackWriter, RepoError> {
+        let id = PackId::random();
+        let tmp_path = root.join("tmp").join(format!("{}.pack.tmp", id.to_hex()));
+        let final_path = pack_path(root, &id);
+        let file = File::create(&tmp_path).map_err(|e| RepoError::io(&tmp_path, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(PACK_MAGIC)
+            .map_err(|e| RepoError::io(&tmp_path, e))?;
+        Ok(PackWriter {
+            id,
+            tmp_path,
+            final_path,
+            out,
+            len: PACK_MAGIC.len() as u64,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= PACK_MAGIC.len() as u64
+    }
+
+    pub fn append(&mut self, frame: &EncodedFrame) -> Result<FrameLocation, RepoError> {
+        let offset = self.len;
+        let mut header = [0u8; FRAME_HEADER_LEN as usize];
+        header[..4].copy_from_slice(FRAME_MAGIC);
+        header[4] = frame.codec as u8;
+        header[8..12].copy_from_slice(&frame.len.to_le_bytes());
+        header[12..16].copy_from_slice(&(frame.data.len() as u32).to_le_bytes());
+        header[16..48].copy_from_slice(&frame.hash);
+        let io = |e| RepoError::io(&self.tmp_path, e);
+        self.out.write_all(&header).map_err(io)?;
+        self.out.write_all(&frame.data).map_err(io)?;
+        self.len += FRAME_HEADER_LEN + frame.data.len() as u64;
+        Ok(FrameLocation {
+            pack: self.id,
+            offset,
+            stored_len: frame.data.len() as u32,
+            hash: frame.hash,
+        })
+    }
+
+    /// fsync, then rename into `packs/`: after this returns the pack survives a crash.
+    pub fn finish(self) -> Result<u64, RepoError> {
+        let tmp = self.tmp_path.clone();
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| RepoError::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| RepoError::io(&tmp, e))?;
+        drop(file);
+        let dir = self.final_path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| RepoError::io(dir, e))?;
+        std::fs::rename(&tmp, &self.final_path).map_err(|e| RepoError::io(&self.final_path, e))?;
+        fsync_dir(dir)?;
+        Ok(self.len)
+    }
+
+    /// Drops an unfinished pack (cancelled backup).
+    pub fn abandon(self) {
+        let path = self.tmp_path.clone();
+        drop(self);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Reads one frame, checks header against the index's location, decompresses and
+/// verifies blake3. Any mismatch is `Corrupt` naming the pack and offset.
+pub fn read_frame(root: &Path, loc: &FrameLocation) -> Result<Vec<u8>, RepoError> {
+    let object = loc.describe();
+    let path = pack_path(root, &loc.pack);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RepoError::NotFound { object });
+        }
+        Err(e) => return Err(RepoError::io(&path, e)),
+    };
+    let total = FRAME_HEADER_LEN as usize + loc.stored_len as usize;
+    if loc.stored_len as usize > MAX_FRAME_LEN + 1024 {
+        return Err(RepoError::corrupt(object, "stored length too large"));
+    }
+    let mut buf = vec![0u8; total];
+    file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            RepoError::corrupt(&object, "pack is shorter than the index says")
+        } else {
+            RepoError::io(&path, e)
+        }
+    })?;
+    let (header, data) = buf.split_at(FRAME_HEADER_LEN as usize);
+    if &header[..4] != FRAME_MAGIC {
+        return Err(RepoError::corrupt(object, "bad frame magic"));
+    }
+    let codec = Codec::from_byte(header[4])
+        .ok_or_else(|| RepoError::corrupt(&object, format!("unknown codec byte {}", header[4])))?;
+    let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let stored = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
+    if stored != loc.stored_len {
+        return Err(RepoError::corrupt(
+            object,
+            "frame length differs from the index",
+        ));
+    }
+    if header[16..48] != loc.hash {
+        return Err(RepoError::corrupt(
+            object,
+            "frame hash differs from the index",
+        ));
+    }
+    let raw = codec.decompress(data, len, &object)?;
+    if *blake3::hash(&raw).as_bytes() != loc.hash {
+        return Err(RepoError::corrupt(object, "blake3 mismatch"));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repository;
+
+    #[test]
+    fn frames_round_trip_and_a_flipped_byte_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open_or_create(dir.path()).unwrap();
+        let mut w = PackWriter::create(repo.root()).unwrap();
+        let raw: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        let loc = w
+            .append(&EncodedFrame::encode(&raw, Codec::Zstd).unwrap())
+            .unwrap();
+        let loc2 = w
+            .append(&EncodedFrame::encode(&raw[..4096], Codec::Bz2).unwrap())
+            .unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_frame(repo.root(), &loc).unwrap(), raw);
+        assert_eq!(read_frame(repo.root(), &loc2).unwrap(), raw[..4096]);
+
+        let path = pack_path(repo.root(), &loc.pack);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(loc.offset + FRAME_HEADER_LEN + 3) as usize] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let err = read_frame(repo.root(), &loc).unwrap_err().to_string();
+        assert!(err.contains(&loc.pack.to_hex()), "{err}");
+    }
+
+    #[test]
+    fn pack_id_hex_round_trips() {
+        let id = PackId::random();
+        assert_eq!(PackId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(PackId::from_hex("zz"), None);
+    }
+}
