@@ -1,0 +1,323 @@
+//! Shared helpers for the end-to-end tests: a real `blockdelta serve` on a free
+//! loopback port over a temp data dir, the CLI as a client, and seeded volume
+//! content (text-like, random, zeros) with an in-memory model to compare against.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde_json::Value;
+
+pub const BLOCK: usize = 4096;
+pub const BIN: &str = env!("CARGO_BIN_EXE_blockdelta");
+
+/// A running server; killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `blockdelta serve --grpc-listen 127.0.0.1:0` and reads the bound
+    /// address from its first stdout line (30 s at most).
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--grpc-listen", "127.0.0.1:0", "--iscsi-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn blockdelta serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("grpc listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server printed its address");
+        Server {
+            child,
+            url: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .expect("run blockdelta cli")
+    }
+
+    /// Runs a CLI command that must succeed, with `--json`; one value per line.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "blockdelta {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    pub fn json1(&self, args: &[&str]) -> Value {
+        let mut v = self.json(args);
+        assert_eq!(v.len(), 1, "one record from {args:?}: {v:?}");
+        v.remove(0)
+    }
+
+    /// Runs a CLI command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str], code: &str) -> String {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "blockdelta {args:?} should fail");
+        assert!(stderr.contains(code), "blockdelta {args:?}: expected {code}, got {stderr}");
+        stderr
+    }
+
+    pub fn create_volume(&self, name: &str, size: u64) -> (String, PathBuf) {
+        let v = self.json1(&["volume", "create", "--name", name, "--size", &size.to_string()]);
+        (s(&v["id"]), PathBuf::from(s(&v["path"])))
+    }
+
+    /// `backup create --wait`; returns the backup record (must be available).
+    pub fn backup(&self, volume: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["backup", "create", volume, "--wait"];
+        args.extend_from_slice(extra);
+        let b = self.json1(&args);
+        assert_eq!(b["status"], "available", "{b}");
+        b
+    }
+
+    /// The change bitmap of a backup as a sorted list of tracking blocks.
+    pub fn changed_blocks(&self, id: &str) -> Vec<u64> {
+        runs_to_blocks(&self.json1(&["backup", "changed-blocks", id]))
+    }
+
+    pub fn allocated_blocks(&self, id: &str) -> Vec<u64> {
+        runs_to_blocks(&self.json1(&["backup", "allocated-blocks", id]))
+    }
+
+    /// Restores onto a new volume (`target` None) or onto `target`, waits, and
+    /// returns the volume record.
+    pub fn restore(&self, id: &str, target: Option<&str>) -> Value {
+        let mut args = vec!["backup", "restore", id, "--wait"];
+        if let Some(t) = target {
+            args.extend_from_slice(&["--volume", t]);
+        }
+        let v = self.json1(&args);
+        assert_eq!(v["status"], "available", "{v}");
+        v
+    }
+
+    /// Polls `backup show` until `pred` holds (bounded: `limit`).
+    pub fn wait_backup(&self, id: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let b = self.json1(&["backup", "show", id]);
+            if pred(&b) {
+                return b;
+            }
+            assert!(start.elapsed() < limit, "backup {id} never reached the state: {b}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (bounded) for a graceful exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn runs_to_blocks(v: &Value) -> Vec<u64> {
+    let mut out = Vec::new();
+    for r in v["runs"].as_array().expect("runs") {
+        let (start, count) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
+        out.extend(start..start + count);
+    }
+    out
+}
+
+/// What to write into a block.
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    Text,
+    Random,
+    Zero,
+}
+
+/// A volume file plus its expected content in memory. Every write goes to both,
+/// so expected change bitmaps come from comparing model generations byte-wise.
+pub struct Model {
+    pub path: PathBuf,
+    pub data: Vec<u8>,
+    pub rng: StdRng,
+}
+
+const WORDS: &[&str] = &[
+    "block", "delta", "backup", "volume", "extent", "chain", "restore", "the", "of", "and", "data",
+    "sector", "iscsi", "target", "lun", "snapshot", "incremental", "full", "zero", "hole",
+];
+
+impl Model {
+    /// The model of a freshly created (all-zero, sparse) volume at `path`.
+    pub fn new(path: &Path, size: u64, seed: u64) -> Model {
+        Model {
+            path: path.to_path_buf(),
+            data: vec![0; size as usize],
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn blocks(&self) -> u64 {
+        (self.data.len() / BLOCK) as u64
+    }
+
+    /// Content for `count` blocks.
+    pub fn content(&mut self, fill: Fill, count: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; count * BLOCK];
+        match fill {
+            Fill::Zero => {}
+            Fill::Random => self.rng.fill_bytes(&mut buf),
+            Fill::Text => {
+                let mut pos = 0;
+                while pos < buf.len() {
+                    let w = WORDS[self.rng.random_range(0..WORDS.len())];
+                    let sep: &[u8] = if self.rng.random_range(0..12) == 0 { b"\n" } else { b" " };
+                    for &b in w.as_bytes().iter().chain(sep) {
+                        if pos < buf.len() {
+                            buf[pos] = b;
+                            pos += 1;
+                        }
+                    }
+                }
+            }
+        }
+        buf
+    }
+
+    /// Writes bytes at a tracking block, to the file and the model.
+    pub fn write(&mut self, block: u64, bytes: &[u8]) {
+        let off = block as usize * BLOCK;
+        self.data[off..off + bytes.len()].copy_from_slice(bytes);
+        let f = std::fs::OpenOptions::new().write(true).open(&self.path).expect("open volume");
+        f.write_all_at(bytes, off as u64).expect("write volume");
+    }
+
+    pub fn fill(&mut self, block: u64, count: usize, fill: Fill) {
+        let bytes = self.content(fill, count);
+        self.write(block, &bytes);
+    }
+
+    /// Rewrites blocks with the bytes they already hold (not a change).
+    pub fn rewrite_same(&mut self, block: u64, count: usize) {
+        let off = block as usize * BLOCK;
+        let bytes = self.data[off..off + count * BLOCK].to_vec();
+        self.write(block, &bytes);
+    }
+
+    pub fn random_block(&mut self) -> u64 {
+        self.rng.random_range(0..self.blocks())
+    }
+
+    /// A mixed first generation: text-like and random regions, explicit zero
+    /// blocks, and holes left between them.
+    pub fn populate(&mut self, regions: usize) {
+        for i in 0..regions {
+            let len = self.rng.random_range(1..64usize);
+            let start = self.rng.random_range(0..self.blocks() - len as u64);
+            let fill = [Fill::Text, Fill::Random, Fill::Zero][i % 3];
+            self.fill(start, len, fill);
+        }
+    }
+
+    pub fn hash(&self) -> String {
+        blake3::hash(&self.data).to_hex().to_string()
+    }
+
+    pub fn nonzero_blocks(&self) -> Vec<u64> {
+        let zero = [0u8; BLOCK];
+        (0..self.blocks())
+            .filter(|&b| self.data[b as usize * BLOCK..(b as usize + 1) * BLOCK] != zero)
+            .collect()
+    }
+}
+
+/// Tracking blocks whose bytes differ between two generations.
+pub fn diff_blocks(old: &[u8], new: &[u8]) -> Vec<u64> {
+    old.chunks(BLOCK)
+        .zip(new.chunks(BLOCK))
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, _)| i as u64)
+        .collect()
+}
+
+/// blake3 of a whole file.
+pub fn file_hash(path: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    let f = std::fs::File::open(path).expect("open file to hash");
+    h.update_reader(f).expect("hash file");
+    h.finalize().to_hex().to_string()
+}
+
+/// A file of `size` bytes full of non-zero garbage.
+pub fn garbage_file(path: &Path, size: u64, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut f = std::fs::File::create(path).expect("create garbage");
+    let mut chunk = vec![0u8; 1 << 20];
+    rng.fill_bytes(&mut chunk);
+    for _ in 0..size / chunk.len() as u64 {
+        f.write_all(&chunk).expect("write garbage");
+    }
+    let rest = (size % chunk.len() as u64) as usize;
+    f.write_all(&chunk[..rest]).expect("write garbage");
+}
