@@ -434,6 +434,11 @@ impl Service {
                 let _ = svc
                     .catalog
                     .set_backup_status(&backup_id, status::ERROR, &e.to_string());
+                // Free what the failed run wrote now, unless other backups are
+                // running (then the next collection or restart does it).
+                if let Ok(_exclusive) = svc.gc_lock.try_write() {
+                    let _ = svc.repo.remove_unreferenced_packs();
+                }
             } else {
                 tracing::info!(backup = %backup_id, "backup available");
             }

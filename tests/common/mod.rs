@@ -264,6 +264,11 @@ impl Model {
         self.write(block, &bytes);
     }
 
+    /// A random first block for a run of `len` blocks that fits the volume.
+    pub fn random_start(&mut self, len: usize) -> u64 {
+        self.rng.random_range(0..=self.blocks() - len as u64)
+    }
+
     pub fn random_block(&mut self) -> u64 {
         self.rng.random_range(0..self.blocks())
     }
