@@ -89,7 +89,11 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "data_dir = \"/srv/bd\"\ngrpc_listen = \"127.0.0.1:6000\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/bd\"\ngrpc_listen = \"127.0.0.1:6000\"\n",
+        )
+        .unwrap();
         let c = Config::load(
             Some(&path),
             Overrides {
@@ -103,6 +107,9 @@ mod tests {
         assert_eq!(c.iscsi_listen, "127.0.0.1:3260");
         std::fs::write(&path, "bogus = 1\n").unwrap();
         assert!(Config::load(Some(&path), Overrides::default()).is_err());
-        assert_eq!(Config::load(None, Overrides::default()).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(None, Overrides::default()).unwrap(),
+            Config::default()
+        );
     }
 }

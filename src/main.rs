@@ -20,10 +20,19 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 #[derive(Parser)]
-#[command(name = "blockdelta", version, about = "Block-volume backups with exact 4 KiB change bitmaps")]
+#[command(
+    name = "blockdelta",
+    version,
+    about = "Block-volume backups with exact 4 KiB change bitmaps"
+)]
 struct Cli {
     /// gRPC address of the server, for client commands.
-    #[arg(long, global = true, env = "BLOCKDELTA_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "BLOCKDELTA_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Print one JSON object per record instead of text.
     #[arg(long, global = true)]
@@ -86,8 +95,12 @@ enum VolumeCommand {
         path: PathBuf,
     },
     List,
-    Show { volume: String },
-    Delete { volume: String },
+    Show {
+        volume: String,
+    },
+    Delete {
+        volume: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +127,9 @@ enum BackupCommand {
         #[arg(long)]
         volume: Option<String>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Refused while incrementals depend on the backup.
     Delete {
         id: String,
@@ -137,20 +152,26 @@ enum BackupCommand {
         wait: bool,
     },
     /// Read and check everything a restore of the backup needs.
-    Verify { id: String },
+    Verify {
+        id: String,
+    },
     /// The backup's change bitmap as runs of 4 KiB tracking blocks.
-    ChangedBlocks { id: String },
+    ChangedBlocks {
+        id: String,
+    },
     /// The backup's allocated (non-zero) tracking blocks as runs.
-    AllocatedBlocks { id: String },
+    AllocatedBlocks {
+        id: String,
+    },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("size {s:?} must be a whole number with an optional K/M/G/T suffix"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("size {s:?} must be a whole number with an optional K/M/G/T suffix")
+    })?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kib" | "kb" => 10,
@@ -166,7 +187,10 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -199,11 +223,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Gc => {
             let mut c = BackupServiceClient::new(connect(&cli.server).await?);
-            let r = c.collect_garbage(pb::CollectGarbageRequest {}).await?.into_inner();
+            let r = c
+                .collect_garbage(pb::CollectGarbageRequest {})
+                .await?
+                .into_inner();
             if cli.json {
-                println!("{}", json!({"packs_removed": r.packs_removed, "bytes_removed": r.bytes_removed}));
+                println!(
+                    "{}",
+                    json!({"packs_removed": r.packs_removed, "bytes_removed": r.bytes_removed})
+                );
             } else {
-                println!("removed {} packs, {}", r.packs_removed, human(r.bytes_removed));
+                println!(
+                    "removed {} packs, {}",
+                    r.packs_removed,
+                    human(r.bytes_removed)
+                );
             }
             Ok(())
         }
@@ -221,7 +255,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     json!({"volumes_recovered": r.volumes_recovered, "backups_recovered": r.backups_recovered, "messages": r.messages})
                 );
             } else {
-                println!("recovered {} volumes, {} backups", r.volumes_recovered, r.backups_recovered);
+                println!(
+                    "recovered {} volumes, {} backups",
+                    r.volumes_recovered, r.backups_recovered
+                );
                 for m in r.messages {
                     println!("  {m}");
                 }
@@ -290,10 +327,17 @@ async fn connect(server: &str) -> anyhow::Result<Channel> {
         .map_err(|e| tonic::Status::unavailable(format!("cannot reach {server}: {e}")).into())
 }
 
-async fn volume_command(mut c: VolumeServiceClient<Channel>, cmd: VolumeCommand, json: bool) -> anyhow::Result<()> {
+async fn volume_command(
+    mut c: VolumeServiceClient<Channel>,
+    cmd: VolumeCommand,
+    json: bool,
+) -> anyhow::Result<()> {
     match cmd {
         VolumeCommand::Create { name, size } => {
-            let v = c.create_volume(pb::CreateVolumeRequest { name, size }).await?.into_inner();
+            let v = c
+                .create_volume(pb::CreateVolumeRequest { name, size })
+                .await?
+                .into_inner();
             print_volume(&v, json, true);
         }
         VolumeCommand::Register { name, path } => {
@@ -308,16 +352,27 @@ async fn volume_command(mut c: VolumeServiceClient<Channel>, cmd: VolumeCommand,
             print_volume(&v, json, true);
         }
         VolumeCommand::List => {
-            for v in c.list_volumes(pb::ListVolumesRequest {}).await?.into_inner().volumes {
+            for v in c
+                .list_volumes(pb::ListVolumesRequest {})
+                .await?
+                .into_inner()
+                .volumes
+            {
                 print_volume(&v, json, false);
             }
         }
         VolumeCommand::Show { volume } => {
-            let v = c.get_volume(pb::GetVolumeRequest { volume }).await?.into_inner();
+            let v = c
+                .get_volume(pb::GetVolumeRequest { volume })
+                .await?
+                .into_inner();
             print_volume(&v, json, true);
         }
         VolumeCommand::Delete { volume } => {
-            let r = c.delete_volume(pb::DeleteVolumeRequest { volume }).await?.into_inner();
+            let r = c
+                .delete_volume(pb::DeleteVolumeRequest { volume })
+                .await?
+                .into_inner();
             if json {
                 println!("{}", json!({"id": r.id, "status": "deleted"}));
             } else {
@@ -371,11 +426,20 @@ async fn backup_command(channel: Channel, cmd: BackupCommand, json: bool) -> any
             }
         }
         BackupCommand::Show { id } => {
-            let b = c.get_backup(pb::GetBackupRequest { id }).await?.into_inner();
+            let b = c
+                .get_backup(pb::GetBackupRequest { id })
+                .await?
+                .into_inner();
             print_backup(&b, json, true);
         }
         BackupCommand::Delete { id, force, wait } => {
-            let b = c.delete_backup(pb::DeleteBackupRequest { id: id.clone(), force }).await?.into_inner();
+            let b = c
+                .delete_backup(pb::DeleteBackupRequest {
+                    id: id.clone(),
+                    force,
+                })
+                .await?
+                .into_inner();
             if wait {
                 loop {
                     match c.get_backup(pb::GetBackupRequest { id: id.clone() }).await {
@@ -396,7 +460,12 @@ async fn backup_command(channel: Channel, cmd: BackupCommand, json: bool) -> any
                 print_backup(&b, json, true);
             }
         }
-        BackupCommand::Restore { id, volume, name, wait } => {
+        BackupCommand::Restore {
+            id,
+            volume,
+            name,
+            wait,
+        } => {
             let r = c
                 .restore_backup(pb::RestoreBackupRequest {
                     id,
@@ -411,14 +480,22 @@ async fn backup_command(channel: Channel, cmd: BackupCommand, json: bool) -> any
                 v = wait_volume(&mut vc, &v.id).await?;
                 print_volume(&v, json, true);
                 if v.status != "available" {
-                    anyhow::bail!("restore onto volume {} ended {}: {}", v.id, v.status, v.error);
+                    anyhow::bail!(
+                        "restore onto volume {} ended {}: {}",
+                        v.id,
+                        v.status,
+                        v.error
+                    );
                 }
             } else {
                 print_volume(&v, json, true);
             }
         }
         BackupCommand::Verify { id } => {
-            let r = c.verify_backup(pb::VerifyBackupRequest { id }).await?.into_inner();
+            let r = c
+                .verify_backup(pb::VerifyBackupRequest { id })
+                .await?
+                .into_inner();
             if json {
                 println!(
                     "{}",
@@ -432,21 +509,34 @@ async fn backup_command(channel: Channel, cmd: BackupCommand, json: bool) -> any
             }
         }
         BackupCommand::ChangedBlocks { id } => {
-            let r = c.list_changed_blocks(pb::ListChangedBlocksRequest { id }).await?.into_inner();
+            let r = c
+                .list_changed_blocks(pb::ListChangedBlocksRequest { id })
+                .await?
+                .into_inner();
             print_runs(&r, json);
         }
         BackupCommand::AllocatedBlocks { id } => {
-            let r = c.list_allocated_blocks(pb::ListChangedBlocksRequest { id }).await?.into_inner();
+            let r = c
+                .list_allocated_blocks(pb::ListChangedBlocksRequest { id })
+                .await?
+                .into_inner();
             print_runs(&r, json);
         }
     }
     Ok(())
 }
 
-async fn wait_backup(c: &mut BackupServiceClient<Channel>, id: &str, while_status: &str) -> anyhow::Result<pb::Backup> {
+async fn wait_backup(
+    c: &mut BackupServiceClient<Channel>,
+    id: &str,
+    while_status: &str,
+) -> anyhow::Result<pb::Backup> {
     let bar = Progress::new();
     loop {
-        let b = c.get_backup(pb::GetBackupRequest { id: id.to_string() }).await?.into_inner();
+        let b = c
+            .get_backup(pb::GetBackupRequest { id: id.to_string() })
+            .await?
+            .into_inner();
         bar.show(b.progress_done, b.progress_total);
         if b.status != while_status {
             bar.finish();
@@ -459,7 +549,12 @@ async fn wait_backup(c: &mut BackupServiceClient<Channel>, id: &str, while_statu
 async fn wait_volume(c: &mut VolumeServiceClient<Channel>, id: &str) -> anyhow::Result<pb::Volume> {
     let bar = Progress::new();
     loop {
-        let v = c.get_volume(pb::GetVolumeRequest { volume: id.to_string() }).await?.into_inner();
+        let v = c
+            .get_volume(pb::GetVolumeRequest {
+                volume: id.to_string(),
+            })
+            .await?
+            .into_inner();
         bar.show(v.progress_done, v.progress_total);
         if v.status != "restoring" {
             bar.finish();
@@ -512,7 +607,11 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[i]) }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
 }
 
 fn volume_json(v: &pb::Volume) -> serde_json::Value {
@@ -538,12 +637,24 @@ fn print_volume(v: &pb::Volume, json: bool, detailed: bool) {
             println!("error:      {}", v.error);
         }
     } else {
-        println!("{}  {:<20} {:<10} {:>10}  {:<10} {}", v.id, v.name, v.kind, human(v.size), v.status, v.path);
+        println!(
+            "{}  {:<20} {:<10} {:>10}  {:<10} {}",
+            v.id,
+            v.name,
+            v.kind,
+            human(v.size),
+            v.status,
+            v.path
+        );
     }
 }
 
 fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
-    let parent = if b.parent_id.is_empty() { "-" } else { &b.parent_id };
+    let parent = if b.parent_id.is_empty() {
+        "-"
+    } else {
+        &b.parent_id
+    };
     if json {
         println!(
             "{}",
@@ -565,7 +676,11 @@ fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
         println!("volume:         {}", b.volume_id);
         println!("parent:         {parent}");
         println!("size:           {} ({} bytes)", human(b.size), b.size);
-        println!("progress:       {} / {}", human(b.progress_done), human(b.progress_total));
+        println!(
+            "progress:       {} / {}",
+            human(b.progress_done),
+            human(b.progress_total)
+        );
         println!("changed blocks: {}", b.changed_blocks);
         println!("stored:         {}", human(b.stored_bytes));
         println!("compression:    {}", b.compression);
@@ -590,7 +705,10 @@ fn print_runs(r: &pb::BlockRuns, json: bool) {
         );
     } else {
         let n: u64 = r.runs.iter().map(|x| x.count).sum();
-        println!("# backup {}: {n} of {} tracking blocks of {} bytes", r.id, r.total_blocks, r.tracking_block_size);
+        println!(
+            "# backup {}: {n} of {} tracking blocks of {} bytes",
+            r.id, r.total_blocks, r.tracking_block_size
+        );
         for x in &r.runs {
             if x.count == 1 {
                 println!("{}", x.start);

@@ -17,15 +17,44 @@ fn bad_input_gets_a_clear_status_and_changes_nothing() {
 
     // Wrong sizes.
     for size in ["0", "1000", "4097", "300T"] {
-        let err = server.fails(&["volume", "create", "--name", "bad", "--size", size], "INVALID_ARGUMENT");
+        let err = server.fails(
+            &["volume", "create", "--name", "bad", "--size", size],
+            "INVALID_ARGUMENT",
+        );
         assert!(err.contains("4096") || err.contains("4 KiB"), "{err}");
     }
     let odd = dir.path().join("odd.img");
     std::fs::write(&odd, vec![1u8; 5000]).unwrap();
-    server.fails(&["volume", "register", "--name", "odd", "--path", odd.to_str().unwrap()], "INVALID_ARGUMENT");
-    server.fails(&["volume", "register", "--name", "nope", "--path", "/no/such/file"], "INVALID_ARGUMENT");
-    server.fails(&["volume", "create", "--name", "good", "--size", "4096"], "FAILED_PRECONDITION");
-    server.fails(&["volume", "create", "--name", "bad name!", "--size", "4096"], "INVALID_ARGUMENT");
+    server.fails(
+        &[
+            "volume",
+            "register",
+            "--name",
+            "odd",
+            "--path",
+            odd.to_str().unwrap(),
+        ],
+        "INVALID_ARGUMENT",
+    );
+    server.fails(
+        &[
+            "volume",
+            "register",
+            "--name",
+            "nope",
+            "--path",
+            "/no/such/file",
+        ],
+        "INVALID_ARGUMENT",
+    );
+    server.fails(
+        &["volume", "create", "--name", "good", "--size", "4096"],
+        "FAILED_PRECONDITION",
+    );
+    server.fails(
+        &["volume", "create", "--name", "bad name!", "--size", "4096"],
+        "INVALID_ARGUMENT",
+    );
 
     // Unknown and malformed ids.
     server.fails(&["volume", "show", "vol-0000000000000000"], "NOT_FOUND");
@@ -36,33 +65,71 @@ fn bad_input_gets_a_clear_status_and_changes_nothing() {
     server.fails(&["backup", "verify", "bkp-0000000000000000"], "NOT_FOUND");
     server.fails(&["backup", "delete", "bkp-0000000000000000"], "NOT_FOUND");
     server.fails(&["backup", "changed-blocks", "bkp-zz"], "INVALID_ARGUMENT");
-    server.fails(&["backup", "create", &vol, "--compression", "lz4"], "INVALID_ARGUMENT");
+    server.fails(
+        &["backup", "create", &vol, "--compression", "lz4"],
+        "INVALID_ARGUMENT",
+    );
 
     // Incremental with no full.
-    let err = server.fails(&["backup", "create", &vol, "--incremental"], "FAILED_PRECONDITION");
+    let err = server.fails(
+        &["backup", "create", &vol, "--incremental"],
+        "FAILED_PRECONDITION",
+    );
     assert!(err.contains("full backup"), "{err}");
-    assert!(server.json(&["backup", "list"]).is_empty(), "nothing was created");
+    assert!(
+        server.json(&["backup", "list"]).is_empty(),
+        "nothing was created"
+    );
 
     // Restore onto a smaller volume.
     let full = s(&server.backup(&vol, &[])["id"]);
     let (small, small_path) = server.create_volume("small", 32 << 20);
     garbage_file(&small_path, 32 << 20, 5);
     let before = common::file_hash(&small_path);
-    let err = server.fails(&["backup", "restore", &full, "--volume", &small], "INVALID_ARGUMENT");
+    let err = server.fails(
+        &["backup", "restore", &full, "--volume", &small],
+        "INVALID_ARGUMENT",
+    );
     assert!(err.contains("smaller"), "{err}");
-    assert_eq!(common::file_hash(&small_path), before, "the smaller volume is untouched");
-    assert_eq!(server.json1(&["volume", "show", &small])["status"], "available");
+    assert_eq!(
+        common::file_hash(&small_path),
+        before,
+        "the smaller volume is untouched"
+    );
+    assert_eq!(
+        server.json1(&["volume", "show", &small])["status"],
+        "available"
+    );
 
     // Concurrent backups of one volume: the second is refused while the first runs.
     m.fill(0, 16384, Fill::Random);
-    let first = server.json1(&["backup", "create", &vol, "--incremental", "--compression", "bz2"]);
-    let err = server.fails(&["backup", "create", &vol, "--incremental"], "FAILED_PRECONDITION");
+    let first = server.json1(&[
+        "backup",
+        "create",
+        &vol,
+        "--incremental",
+        "--compression",
+        "bz2",
+    ]);
+    let err = server.fails(
+        &["backup", "create", &vol, "--incremental"],
+        "FAILED_PRECONDITION",
+    );
     assert!(err.contains("busy"), "{err}");
     // A restore onto the busy volume is refused too.
-    server.fails(&["backup", "restore", &full, "--volume", &vol], "FAILED_PRECONDITION");
-    let done = server.wait_backup(&s(&first["id"]), Duration::from_secs(120), |b| b["status"] != "creating");
+    server.fails(
+        &["backup", "restore", &full, "--volume", &vol],
+        "FAILED_PRECONDITION",
+    );
+    let done = server.wait_backup(&s(&first["id"]), Duration::from_secs(120), |b| {
+        b["status"] != "creating"
+    });
     assert_eq!(done["status"], "available");
-    assert_eq!(server.json(&["backup", "list"]).len(), 2, "only the full and the first incremental exist");
+    assert_eq!(
+        server.json(&["backup", "list"]).len(),
+        2,
+        "only the full and the first incremental exist"
+    );
     assert_eq!(server.json(&["volume", "list"]).len(), 2);
 
     // Deleting a busy or unknown volume.

@@ -13,7 +13,10 @@ const SIZE: u64 = 128 << 20;
 
 fn packs(data_dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for sub in std::fs::read_dir(data_dir.join("repository/packs")).unwrap().flatten() {
+    for sub in std::fs::read_dir(data_dir.join("repository/packs"))
+        .unwrap()
+        .flatten()
+    {
         for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
             out.push(f.path());
         }
@@ -25,7 +28,14 @@ fn packs(data_dir: &Path) -> Vec<PathBuf> {
 /// A slow backup to interrupt: 64 MiB of random data through bz2.
 fn start_slow_backup(server: &Server, vol: &str, m: &mut Model) -> String {
     m.fill(4096, 16384, Fill::Random);
-    let b = server.json1(&["backup", "create", vol, "--incremental", "--compression", "bz2"]);
+    let b = server.json1(&[
+        "backup",
+        "create",
+        vol,
+        "--incremental",
+        "--compression",
+        "bz2",
+    ]);
     assert_eq!(b["status"], "creating");
     let id = s(&b["id"]);
     server.wait_backup(&id, Duration::from_secs(60), |b| {
@@ -46,7 +56,10 @@ fn kill_9_mid_backup_leaves_it_error_the_others_verify_and_the_next_backup_succe
     let gen0 = m.hash();
 
     let killed = start_slow_backup(&server, &vol, &mut m);
-    assert_eq!(server.json1(&["backup", "show", &killed])["status"], "creating");
+    assert_eq!(
+        server.json1(&["backup", "show", &killed])["status"],
+        "creating"
+    );
     server.kill9();
 
     let server = Server::start(&data);
@@ -77,7 +90,10 @@ fn graceful_shutdown_ends_a_running_backup_as_interrupted() {
     assert!(server.stop().success());
     let server = Server::start(&data);
     let b = server.json1(&["backup", "show", &running]);
-    assert_eq!((b["status"].as_str(), b["error"].as_str()), (Some("error"), Some("interrupted")));
+    assert_eq!(
+        (b["status"].as_str(), b["error"].as_str()),
+        (Some("error"), Some("interrupted"))
+    );
 }
 
 #[test]
@@ -136,7 +152,10 @@ fn delete_of_a_parent_is_refused_and_garbage_collection_removes_unreferenced_pac
     let inc = s(&server.backup(&vol, &["--incremental"])["id"]);
     let err = server.fails(&["backup", "delete", &full], "FAILED_PRECONDITION");
     assert!(err.contains(&inc), "{err}");
-    assert_eq!(server.json1(&["backup", "show", &full])["status"], "available");
+    assert_eq!(
+        server.json1(&["backup", "show", &full])["status"],
+        "available"
+    );
 
     // delete --force cancels a running backup and removes what it wrote.
     let before = packs(&data);
@@ -144,7 +163,11 @@ fn delete_of_a_parent_is_refused_and_garbage_collection_removes_unreferenced_pac
     server.json(&["backup", "delete", &running, "--force", "--wait"]);
     server.fails(&["backup", "show", &running], "NOT_FOUND");
     server.json(&["gc"]);
-    assert_eq!(packs(&data), before, "the cancelled backup's packs are gone");
+    assert_eq!(
+        packs(&data),
+        before,
+        "the cancelled backup's packs are gone"
+    );
 
     server.json(&["backup", "delete", &inc, "--wait"]);
     server.json(&["backup", "delete", &full, "--wait"]);
@@ -183,13 +206,20 @@ fn a_deleted_catalog_is_rebuilt_by_recover_and_every_backup_then_restores() {
     let r = server.json1(&["recover", "--repository", repo.to_str().unwrap()]);
     assert_eq!(r["backups_recovered"], 3);
     assert_eq!(r["volumes_recovered"], 1);
-    assert_eq!(server.json1(&["volume", "show", "lost"])["id"].as_str(), Some(vol.as_str()));
+    assert_eq!(
+        server.json1(&["volume", "show", "lost"])["id"].as_str(),
+        Some(vol.as_str())
+    );
     for (id, hash, changed) in &gens {
         let b = server.json1(&["backup", "show", id]);
         assert_eq!(b["status"], "available");
         assert_eq!(&server.changed_blocks(id), changed);
         let v = server.restore(id, None);
-        assert_eq!(&file_hash(Path::new(&s(&v["path"]))), hash, "restore of {id} after recover");
+        assert_eq!(
+            &file_hash(Path::new(&s(&v["path"]))),
+            hash,
+            "restore of {id} after recover"
+        );
     }
     // The chain goes on where it was.
     let next = server.backup(&vol, &["--incremental"]);

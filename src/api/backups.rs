@@ -19,7 +19,10 @@ fn non_empty(s: &str) -> Option<&str> {
 
 #[tonic::async_trait]
 impl BackupService for BackupApi {
-    async fn create_backup(&self, req: Request<pb::CreateBackupRequest>) -> Result<Response<pb::Backup>, Status> {
+    async fn create_backup(
+        &self,
+        req: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
         let r = req.into_inner();
         blocking(&self.svc, move |svc| {
             let b = svc.create_backup(CreateBackup {
@@ -50,14 +53,26 @@ impl BackupService for BackupApi {
         .await
     }
 
-    async fn get_backup(&self, req: Request<pb::GetBackupRequest>) -> Result<Response<pb::Backup>, Status> {
+    async fn get_backup(
+        &self,
+        req: Request<pb::GetBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| Ok(convert::backup(svc, svc.get_backup(&r.id)?))).await
+        blocking(&self.svc, move |svc| {
+            Ok(convert::backup(svc, svc.get_backup(&r.id)?))
+        })
+        .await
     }
 
-    async fn delete_backup(&self, req: Request<pb::DeleteBackupRequest>) -> Result<Response<pb::Backup>, Status> {
+    async fn delete_backup(
+        &self,
+        req: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| Ok(convert::backup(svc, svc.delete_backup(&r.id, r.force)?))).await
+        blocking(&self.svc, move |svc| {
+            Ok(convert::backup(svc, svc.delete_backup(&r.id, r.force)?))
+        })
+        .await
     }
 
     async fn restore_backup(

@@ -10,7 +10,11 @@ use crate::repo::TRACKING_BLOCK_SIZE;
 pub fn volume(svc: &Service, v: VolumeRecord) -> pb::Volume {
     let (done, total) = svc
         .volume_progress(&v.id)
-        .unwrap_or(if v.status == status::AVAILABLE { (v.size, v.size) } else { (0, 0) });
+        .unwrap_or(if v.status == status::AVAILABLE {
+            (v.size, v.size)
+        } else {
+            (0, 0)
+        });
     pb::Volume {
         id: v.id,
         name: v.name,
@@ -26,10 +30,12 @@ pub fn volume(svc: &Service, v: VolumeRecord) -> pb::Volume {
 }
 
 pub fn backup(svc: &Service, b: BackupRecord) -> pb::Backup {
-    let (done, total) = svc.backup_progress(&b.id).unwrap_or(match b.status.as_str() {
-        status::AVAILABLE | status::RESTORING => (b.size, b.size),
-        _ => (0, b.size),
-    });
+    let (done, total) = svc
+        .backup_progress(&b.id)
+        .unwrap_or(match b.status.as_str() {
+            status::AVAILABLE | status::RESTORING => (b.size, b.size),
+            _ => (0, b.size),
+        });
     pb::Backup {
         id: b.id,
         volume_id: b.volume_id,

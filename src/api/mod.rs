@@ -19,7 +19,8 @@ use crate::engine::{EngineError, Service};
 pub mod pb {
     #![allow(clippy::all)]
     tonic::include_proto!("blockdelta.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("blockdelta_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("blockdelta_descriptor");
 }
 
 /// Runs a blocking engine call off the reactor and maps its error.
@@ -55,11 +56,16 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(pb::volume_service_server::VolumeServiceServer::new(volumes::VolumeApi {
-            svc: svc.clone(),
-        }))
-        .add_service(pb::backup_service_server::BackupServiceServer::new(backups::BackupApi { svc }))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .add_service(pb::volume_service_server::VolumeServiceServer::new(
+            volumes::VolumeApi { svc: svc.clone() },
+        ))
+        .add_service(pb::backup_service_server::BackupServiceServer::new(
+            backups::BackupApi { svc },
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

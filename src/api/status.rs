@@ -22,7 +22,10 @@ pub fn to_status(e: EngineError) -> Status {
     if code == Code::Internal {
         let request_id = format!("{:016x}", rand::random::<u64>());
         tracing::error!(%request_id, error = %e, "internal error");
-        return Status::new(code, format!("internal error (request id {request_id}): {e}"));
+        return Status::new(
+            code,
+            format!("internal error (request id {request_id}): {e}"),
+        );
     }
     Status::new(code, e.to_string())
 }
@@ -49,16 +52,29 @@ mod tests {
 
     #[test]
     fn codes_follow_the_design_table() {
-        assert_eq!(to_status(EngineError::InvalidArgument("x".into())).code(), Code::InvalidArgument);
         assert_eq!(
-            to_status(EngineError::NotFound { kind: "backup", id: "b".into() }).code(),
+            to_status(EngineError::InvalidArgument("x".into())).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            to_status(EngineError::NotFound {
+                kind: "backup",
+                id: "b".into()
+            })
+            .code(),
             Code::NotFound
         );
-        assert_eq!(to_status(EngineError::FailedPrecondition("x".into())).code(), Code::FailedPrecondition);
+        assert_eq!(
+            to_status(EngineError::FailedPrecondition("x".into())).code(),
+            Code::FailedPrecondition
+        );
         let damaged = EngineError::Damaged {
             backup_id: "bkp-1".into(),
             owner_id: "bkp-1".into(),
-            source: RepoError::Corrupt { object: "pack ab@8".into(), reason: "blake3 mismatch".into() },
+            source: RepoError::Corrupt {
+                object: "pack ab@8".into(),
+                reason: "blake3 mismatch".into(),
+            },
         };
         let st = to_status(damaged);
         assert_eq!(st.code(), Code::DataLoss);

@@ -14,7 +14,10 @@ pub struct VolumeApi {
 
 #[tonic::async_trait]
 impl VolumeService for VolumeApi {
-    async fn create_volume(&self, req: Request<pb::CreateVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
+    async fn create_volume(
+        &self,
+        req: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
         blocking(&self.svc, move |svc| {
             let v = svc.create_volume(&r.name, r.size)?;
@@ -23,7 +26,10 @@ impl VolumeService for VolumeApi {
         .await
     }
 
-    async fn register_volume(&self, req: Request<pb::RegisterVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
+    async fn register_volume(
+        &self,
+        req: Request<pb::RegisterVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
         blocking(&self.svc, move |svc| {
             let v = svc.register_volume(&r.name, &r.path)?;
@@ -47,9 +53,15 @@ impl VolumeService for VolumeApi {
         .await
     }
 
-    async fn get_volume(&self, req: Request<pb::GetVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
+    async fn get_volume(
+        &self,
+        req: Request<pb::GetVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| Ok(convert::volume(svc, svc.get_volume(&r.volume)?))).await
+        blocking(&self.svc, move |svc| {
+            Ok(convert::volume(svc, svc.get_volume(&r.volume)?))
+        })
+        .await
     }
 
     async fn delete_volume(

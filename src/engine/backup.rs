@@ -258,10 +258,10 @@ fn write_results(
                 blocks: *blocks,
                 frame: loc,
             });
-            if writer.len() >= PACK_TARGET_LEN {
-                if let Some(full) = pack.take() {
-                    full.finish()?;
-                }
+            if writer.len() >= PACK_TARGET_LEN
+                && let Some(full) = pack.take()
+            {
+                full.finish()?;
             }
         }
         changed.extend(piece.changed.iter().copied());

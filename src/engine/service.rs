@@ -100,7 +100,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
 
 /// Volume sizes: whole tracking blocks, more than zero, at most `MAX_VOLUME_SIZE`.
 pub fn check_size(size: u64) -> Result<(), EngineError> {
-    if size == 0 || size % TRACKING_BLOCK_SIZE != 0 || size > MAX_VOLUME_SIZE {
+    if size == 0 || !size.is_multiple_of(TRACKING_BLOCK_SIZE) || size > MAX_VOLUME_SIZE {
         return Err(EngineError::InvalidArgument(format!(
             "volume size {size} must be a positive multiple of 4096 bytes (4 KiB) up to {MAX_VOLUME_SIZE} (256 TiB)"
         )));
@@ -315,7 +315,7 @@ impl Service {
             )));
         }
         let size = volume_size(Path::new(&volume.path))?;
-        if size % TRACKING_BLOCK_SIZE != 0 {
+        if !size.is_multiple_of(TRACKING_BLOCK_SIZE) {
             return Err(EngineError::FailedPrecondition(format!(
                 "volume {} is {size} bytes now, not a multiple of 4096",
                 volume.id

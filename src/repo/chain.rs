@@ -176,13 +176,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A frame's identity: its pack and offset.
+type FrameKey = (super::PackId, u64);
+
 /// Least-recently-used frames, bounded in bytes. Eviction scans for the oldest
 /// entry: with ≤ 1 MiB frames and a 64 MiB bound that is a few hundred entries.
 struct FrameCache {
     limit: usize,
     used: usize,
     tick: u64,
-    map: HashMap<(super::PackId, u64), (Arc<Vec<u8>>, u64)>,
+    map: HashMap<FrameKey, (Arc<Vec<u8>>, u64)>,
 }
 
 impl FrameCache {
@@ -195,7 +198,7 @@ impl FrameCache {
         }
     }
 
-    fn get(&mut self, key: &(super::PackId, u64)) -> Option<Arc<Vec<u8>>> {
+    fn get(&mut self, key: &FrameKey) -> Option<Arc<Vec<u8>>> {
         self.tick += 1;
         let tick = self.tick;
         self.map.get_mut(key).map(|(v, t)| {
@@ -204,7 +207,7 @@ impl FrameCache {
         })
     }
 
-    fn insert(&mut self, key: (super::PackId, u64), value: Arc<Vec<u8>>) {
+    fn insert(&mut self, key: FrameKey, value: Arc<Vec<u8>>) {
         if value.len() > self.limit {
             return;
         }

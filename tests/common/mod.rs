@@ -32,7 +32,12 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args(["--grpc-listen", "127.0.0.1:0", "--iscsi-listen", "127.0.0.1:0"])
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--iscsi-listen",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -94,12 +99,22 @@ impl Server {
         let out = self.cli(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!out.status.success(), "blockdelta {args:?} should fail");
-        assert!(stderr.contains(code), "blockdelta {args:?}: expected {code}, got {stderr}");
+        assert!(
+            stderr.contains(code),
+            "blockdelta {args:?}: expected {code}, got {stderr}"
+        );
         stderr
     }
 
     pub fn create_volume(&self, name: &str, size: u64) -> (String, PathBuf) {
-        let v = self.json1(&["volume", "create", "--name", name, "--size", &size.to_string()]);
+        let v = self.json1(&[
+            "volume",
+            "create",
+            "--name",
+            name,
+            "--size",
+            &size.to_string(),
+        ]);
         (s(&v["id"]), PathBuf::from(s(&v["path"])))
     }
 
@@ -141,7 +156,10 @@ impl Server {
             if pred(&b) {
                 return b;
             }
-            assert!(start.elapsed() < limit, "backup {id} never reached the state: {b}");
+            assert!(
+                start.elapsed() < limit,
+                "backup {id} never reached the state: {b}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -160,7 +178,10 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "server did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "server did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -203,8 +224,26 @@ pub struct Model {
 }
 
 const WORDS: &[&str] = &[
-    "block", "delta", "backup", "volume", "extent", "chain", "restore", "the", "of", "and", "data",
-    "sector", "iscsi", "target", "lun", "snapshot", "incremental", "full", "zero", "hole",
+    "block",
+    "delta",
+    "backup",
+    "volume",
+    "extent",
+    "chain",
+    "restore",
+    "the",
+    "of",
+    "and",
+    "data",
+    "sector",
+    "iscsi",
+    "target",
+    "lun",
+    "snapshot",
+    "incremental",
+    "full",
+    "zero",
+    "hole",
 ];
 
 impl Model {
@@ -231,7 +270,11 @@ impl Model {
                 let mut pos = 0;
                 while pos < buf.len() {
                     let w = WORDS[self.rng.random_range(0..WORDS.len())];
-                    let sep: &[u8] = if self.rng.random_range(0..12) == 0 { b"\n" } else { b" " };
+                    let sep: &[u8] = if self.rng.random_range(0..12) == 0 {
+                        b"\n"
+                    } else {
+                        b" "
+                    };
                     for &b in w.as_bytes().iter().chain(sep) {
                         if pos < buf.len() {
                             buf[pos] = b;
@@ -248,7 +291,10 @@ impl Model {
     pub fn write(&mut self, block: u64, bytes: &[u8]) {
         let off = block as usize * BLOCK;
         self.data[off..off + bytes.len()].copy_from_slice(bytes);
-        let f = std::fs::OpenOptions::new().write(true).open(&self.path).expect("open volume");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .expect("open volume");
         f.write_all_at(bytes, off as u64).expect("write volume");
     }
 
