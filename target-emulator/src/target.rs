@@ -4,6 +4,7 @@
 
 use crate::login::{Authentication, Directory, Lookup};
 use crate::lun::Lun;
+use crate::scsi::UnitState;
 use crate::session::{self, ExportLease, Registry};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub enum TargetError {
 
 struct Entry {
     export: Export,
+    /// Reservations and the media lock: one per logical unit, shared by its sessions.
+    state: Arc<UnitState>,
     closed: CancellationToken,
     active: Arc<AtomicUsize>,
 }
@@ -89,9 +92,14 @@ impl Directory for Shared {
 
 impl Registry for Shared {
     fn export(&self, target_name: &str) -> Option<ExportLease> {
-        self.read()
-            .get(target_name)
-            .map(|e| ExportLease::new(e.export.lun.clone(), e.closed.clone(), e.active.clone()))
+        self.read().get(target_name).map(|e| {
+            ExportLease::new(
+                e.export.lun.clone(),
+                e.state.clone(),
+                e.closed.clone(),
+                e.active.clone(),
+            )
+        })
     }
     fn send_targets(&self, initiator: &str, value: &str, current: Option<&str>) -> Vec<String> {
         let map = self.read();
@@ -168,6 +176,7 @@ impl Target {
             target_name.to_string(),
             Entry {
                 export,
+                state: Arc::new(UnitState::new()),
                 closed: CancellationToken::new(),
                 active: Arc::new(AtomicUsize::new(0)),
             },

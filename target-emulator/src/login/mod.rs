@@ -178,13 +178,13 @@ impl Login {
                 "adding connections to a session is not supported".into(),
             ));
         }
-        if let Some(stage) = self.stage {
-            if req.csg != stage {
-                return Err((
-                    status::INITIATOR_ERROR,
-                    format!("login stage {:?} out of order", req.csg),
-                ));
-            }
+        if let Some(stage) = self.stage
+            && req.csg != stage
+        {
+            return Err((
+                status::INITIATOR_ERROR,
+                format!("login stage {:?} out of order", req.csg),
+            ));
         }
         if req.csg == Stage::FullFeature || (req.transit && req.nsg <= req.csg) {
             return Err((status::INITIATOR_ERROR, "invalid stage transition".into()));

@@ -95,7 +95,7 @@ impl RawPdu {
     /// Fills TotalAHSLength and DataSegmentLength from `ahs` and `data`. Called by every encoder
     /// last, so the lengths can never disagree with the segments.
     pub fn seal(mut self) -> Self {
-        debug_assert!(self.ahs.len() % 4 == 0 && self.ahs.len() <= 255 * 4);
+        debug_assert!(self.ahs.len().is_multiple_of(4) && self.ahs.len() <= 255 * 4);
         self.bhs[4] = (self.ahs.len() / 4) as u8;
         let len = self.data.len() as u32;
         self.bhs[5] = (len >> 16) as u8;

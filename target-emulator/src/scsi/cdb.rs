@@ -10,34 +10,47 @@ pub mod op {
     pub const READ_6: u8 = 0x08;
     pub const WRITE_6: u8 = 0x0a;
     pub const INQUIRY: u8 = 0x12;
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
     pub const MODE_SENSE_6: u8 = 0x1a;
     pub const READ_CAPACITY_10: u8 = 0x25;
     pub const READ_10: u8 = 0x28;
     pub const WRITE_10: u8 = 0x2a;
+    pub const WRITE_AND_VERIFY_10: u8 = 0x2e;
     pub const VERIFY_10: u8 = 0x2f;
     pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SENSE_10: u8 = 0x5a;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
     pub const VARIABLE_LENGTH: u8 = 0x7f;
     pub const READ_16: u8 = 0x88;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8a;
+    pub const ORWRITE_16: u8 = 0x8b;
+    pub const WRITE_AND_VERIFY_16: u8 = 0x8e;
     pub const VERIFY_16: u8 = 0x8f;
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
     pub const REPORT_LUNS: u8 = 0xa0;
+    pub const MAINTENANCE_IN: u8 = 0xa3;
     pub const READ_12: u8 = 0xa8;
     pub const WRITE_12: u8 = 0xaa;
+    pub const WRITE_AND_VERIFY_12: u8 = 0xae;
     pub const VERIFY_12: u8 = 0xaf;
+    pub const READ_DEFECT_DATA_12: u8 = 0xb7;
 }
 
-/// Service actions under SERVICE ACTION IN(16) and the variable-length CDB.
+/// Service actions under SERVICE ACTION IN(16), MAINTENANCE IN and the variable-length CDB.
 pub mod service_action {
     pub const READ_CAPACITY_16: u8 = 0x10;
     pub const GET_LBA_STATUS: u16 = 0x12;
+    pub const REPORT_SUPPORTED_OPERATION_CODES: u8 = 0x0c;
 }
 
 /// A read, write, verify or pre-fetch of a block range.
@@ -80,6 +93,36 @@ pub struct WriteSame {
     pub long_form: bool,
 }
 
+/// READ DEFECT DATA(10) and (12) (SBC-4 §5.17, §5.18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadDefectData {
+    pub twelve_byte: bool,
+    pub primary_list: bool,
+    pub grown_list: bool,
+    pub format: u8,
+    pub allocation_length: u32,
+}
+
+/// REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOpcodes {
+    /// RCTD: append a command timeouts descriptor to each command.
+    pub timeouts: bool,
+    pub reporting_options: u8,
+    pub opcode: u8,
+    pub service_action: u16,
+    pub allocation_length: u32,
+}
+
+/// PERSISTENT RESERVE OUT (SPC-4 §6.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReserveOut {
+    pub service_action: u8,
+    pub scope: u8,
+    pub kind: u8,
+    pub parameter_list_length: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     TestUnitReady,
@@ -98,12 +141,42 @@ pub enum Command {
         allocation_length: u32,
     },
     Read(BlockRange),
-    Write(BlockRange),
+    /// WRITE; FUA (force unit access) makes the data durable before GOOD.
+    Write {
+        range: BlockRange,
+        fua: bool,
+    },
     /// VERIFY; with `byte_check` the data-out buffer is compared with the medium.
     Verify {
         range: BlockRange,
         byte_check: bool,
     },
+    /// WRITE AND VERIFY: a durable write, then (with `byte_check`) a compare with the medium.
+    WriteAndVerify {
+        range: BlockRange,
+        byte_check: bool,
+    },
+    /// COMPARE AND WRITE: the data-out buffer holds `blocks` blocks to compare, then `blocks`
+    /// blocks to write if they all matched.
+    CompareAndWrite {
+        range: BlockRange,
+        fua: bool,
+    },
+    /// ORWRITE(16): each block becomes the bitwise OR of itself and the data-out block.
+    OrWrite {
+        range: BlockRange,
+        fua: bool,
+    },
+    ReadDefectData(ReadDefectData),
+    ReportSupportedOpcodes(ReportOpcodes),
+    PersistentReserveIn {
+        service_action: u8,
+        allocation_length: u16,
+    },
+    PersistentReserveOut(ReserveOut),
+    /// RESERVE(6) and RELEASE(6) (SPC-2 §7.21, §7.16): the reservation of the whole unit.
+    Reserve,
+    Release,
     PreFetch(BlockRange),
     SynchronizeCache(BlockRange),
     WriteSame(WriteSame),
@@ -157,10 +230,10 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
     padded[..n].copy_from_slice(&cdb[..n]);
     let c = &padded;
     let opcode = c[0];
-    if let Some(len) = fixed_len(opcode) {
-        if cdb.len() < len {
-            return Err(Sense::invalid_field_in_cdb(0));
-        }
+    if let Some(len) = fixed_len(opcode)
+        && cdb.len() < len
+    {
+        return Err(Sense::invalid_field_in_cdb(0));
     }
     Ok(match opcode {
         op::TEST_UNIT_READY => Command::TestUnitReady,
@@ -199,15 +272,84 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
             let lba = (u32_at(c, 0) & 0x001f_ffff) as u64;
             // Transfer length 0 means 256 blocks in the 6-byte form (SBC-4 §5.14).
             let blocks = if c[4] == 0 { 256 } else { c[4] as u64 };
-            let r = BlockRange { lba, blocks };
+            let range = BlockRange { lba, blocks };
             if opcode == op::READ_6 {
-                Command::Read(r)
+                Command::Read(range)
             } else {
-                Command::Write(r)
+                Command::Write { range, fua: false }
+            }
+        }
+        op::RESERVE_6 | op::RELEASE_6 => {
+            // Third-party reservations and extents (SPC-2 §7.21.1) are not supported.
+            if c[1] & 0x1f != 0 {
+                return Err(Sense::invalid_field_in_cdb(1));
+            }
+            if opcode == op::RESERVE_6 {
+                Command::Reserve
+            } else {
+                Command::Release
+            }
+        }
+        op::READ_DEFECT_DATA_10 => Command::ReadDefectData(ReadDefectData {
+            twelve_byte: false,
+            primary_list: c[2] & 0x10 != 0,
+            grown_list: c[2] & 0x08 != 0,
+            format: c[2] & 0x07,
+            allocation_length: u16_at(c, 7) as u32,
+        }),
+        op::READ_DEFECT_DATA_12 => Command::ReadDefectData(ReadDefectData {
+            twelve_byte: true,
+            primary_list: c[1] & 0x10 != 0,
+            grown_list: c[1] & 0x08 != 0,
+            format: c[1] & 0x07,
+            allocation_length: u32_at(c, 6),
+        }),
+        op::PERSISTENT_RESERVE_IN => Command::PersistentReserveIn {
+            service_action: c[1] & 0x1f,
+            allocation_length: u16_at(c, 7),
+        },
+        op::PERSISTENT_RESERVE_OUT => Command::PersistentReserveOut(ReserveOut {
+            service_action: c[1] & 0x1f,
+            scope: c[2] >> 4,
+            kind: c[2] & 0x0f,
+            parameter_list_length: u32_at(c, 5),
+        }),
+        op::MAINTENANCE_IN => match c[1] & 0x1f {
+            service_action::REPORT_SUPPORTED_OPERATION_CODES => {
+                Command::ReportSupportedOpcodes(ReportOpcodes {
+                    timeouts: c[2] & 0x80 != 0,
+                    reporting_options: c[2] & 0x07,
+                    opcode: c[3],
+                    service_action: u16_at(c, 4),
+                    allocation_length: u32_at(c, 6),
+                })
+            }
+            // libiscsi reads INVALID FIELD IN CDB at byte 1 as "not implemented".
+            _ => return Err(Sense::invalid_field_in_cdb(1)),
+        },
+        op::COMPARE_AND_WRITE => {
+            no_protection(c)?;
+            Command::CompareAndWrite {
+                range: BlockRange {
+                    lba: u64_at(c, 2),
+                    blocks: c[13] as u64,
+                },
+                fua: c[1] & 0x08 != 0,
+            }
+        }
+        op::ORWRITE_16 => {
+            no_protection(c)?;
+            Command::OrWrite {
+                range: BlockRange {
+                    lba: u64_at(c, 2),
+                    blocks: u32_at(c, 10) as u64,
+                },
+                fua: c[1] & 0x08 != 0,
             }
         }
         op::READ_10
         | op::WRITE_10
+        | op::WRITE_AND_VERIFY_10
         | op::VERIFY_10
         | op::PRE_FETCH_10
         | op::SYNCHRONIZE_CACHE_10 => {
@@ -217,7 +359,7 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
             };
             block_command(opcode, c, r)?
         }
-        op::READ_12 | op::WRITE_12 | op::VERIFY_12 => {
+        op::READ_12 | op::WRITE_12 | op::WRITE_AND_VERIFY_12 | op::VERIFY_12 => {
             let r = BlockRange {
                 lba: u32_at(c, 2) as u64,
                 blocks: u32_at(c, 6) as u64,
@@ -226,6 +368,7 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
         }
         op::READ_16
         | op::WRITE_16
+        | op::WRITE_AND_VERIFY_16
         | op::VERIFY_16
         | op::PRE_FETCH_16
         | op::SYNCHRONIZE_CACHE_16 => {
@@ -320,7 +463,23 @@ fn block_command(opcode: u8, c: &[u8], r: BlockRange) -> Result<Command, Sense> 
         }
         op::WRITE_10 | op::WRITE_12 | op::WRITE_16 => {
             no_protection(c)?;
-            Command::Write(r)
+            Command::Write {
+                range: r,
+                fua: c[1] & 0x08 != 0,
+            }
+        }
+        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
+            no_protection(c)?;
+            // BYTCHK (byte 1 bits 2:1): 0 = verify the medium, 1 = compare; 2 and 3 are
+            // reserved for WRITE AND VERIFY (SBC-4 §5.42).
+            let bytchk = (c[1] >> 1) & 3;
+            if bytchk > 1 {
+                return Err(Sense::invalid_bit_in_cdb(1, 2));
+            }
+            Command::WriteAndVerify {
+                range: r,
+                byte_check: bytchk == 1,
+            }
         }
         op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
             no_protection(c)?;

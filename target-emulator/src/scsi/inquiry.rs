@@ -103,6 +103,7 @@ fn block_limits(lun: &dyn Lun, limits: &Limits) -> Vec<u8> {
     let bs = lun.block_size();
     // Offsets below are page offsets minus the 4-byte header.
     b[0] = 0x01; // WSNZ: WRITE SAME with 0 blocks is refused, never "to the end"
+    b[1] = limits.max_compare_and_write_blocks;
     b[2..4].copy_from_slice(&1u16.to_be_bytes()); // optimal transfer length granularity
     let max_blocks = limits.max_transfer_bytes / bs;
     b[4..8].copy_from_slice(&max_blocks.to_be_bytes());

@@ -128,10 +128,10 @@ fn collect(
             Some(status) => match &mut pending {
                 Some(p) if p.status == status && p.lba + p.blocks == at => p.blocks += len,
                 _ => {
-                    if let Some(p) = pending.take() {
-                        if !flush(&mut out, p, room) {
-                            break Completion::AllocationLength;
-                        }
+                    if let Some(p) = pending.take()
+                        && !flush(&mut out, p, room)
+                    {
+                        break Completion::AllocationLength;
                     }
                     pending = Some(Extent {
                         lba: at,
@@ -141,19 +141,19 @@ fn collect(
                 }
             },
             None => {
-                if let Some(p) = pending.take() {
-                    if !flush(&mut out, p, room) {
-                        break Completion::AllocationLength;
-                    }
+                if let Some(p) = pending.take()
+                    && !flush(&mut out, p, room)
+                {
+                    break Completion::AllocationLength;
                 }
             }
         }
         at += len;
     };
-    if let Some(p) = pending {
-        if !flush(&mut out, p, room) {
-            return Ok((out, Completion::AllocationLength));
-        }
+    if let Some(p) = pending
+        && !flush(&mut out, p, room)
+    {
+        return Ok((out, Completion::AllocationLength));
     }
     Ok((out, completion))
 }

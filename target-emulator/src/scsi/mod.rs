@@ -1,41 +1,67 @@
 //! SCSI block device emulation (SPC-4 / SBC-4) over a [`Lun`].
 //!
 //! A command runs in two steps so the session never solicits data it would throw away:
-//! [`prepare`] parses the CDB and checks it against the LUN (range, write protection, limits)
-//! and says how many data-out bytes it needs; [`execute`] then runs it with that buffer. Each
-//! command family has its own module; sense bytes are built only in [`sense`].
+//! [`prepare`] parses the CDB and checks it against the LUN (reservations, range, write
+//! protection, limits) and says how many data-out bytes it needs; [`execute`] then runs it with
+//! that buffer. Each command family has its own module; sense bytes are built only in [`sense`].
+//! State a logical unit shares between sessions (reservations, the media lock) is a
+//! [`UnitState`], owned by the export; this layer does no I/O of its own beyond the `Lun`.
 
 pub mod capacity;
 pub mod cdb;
 pub mod inquiry;
 pub mod lba_status;
 pub mod mode;
+pub mod opcodes;
 pub mod provisioning;
 pub mod read_write;
+pub mod reservations;
 pub mod sense;
 
 use crate::lun::Lun;
-use cdb::Command;
-use sense::Sense;
+use cdb::{BlockRange, Command};
+pub use reservations::{Nexus, Reservations};
+use sense::{Failure, Sense};
+use std::sync::RwLock;
 
 /// Limits the target advertises in VPD 0xB0 and enforces.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest READ/WRITE, in bytes.
     pub max_transfer_bytes: u32,
+    /// Largest UNMAP descriptor; libiscsi holds an explicit limit above 1 Mi blocks "insane".
     pub max_unmap_blocks: u32,
     pub max_unmap_descriptors: u32,
+    /// Largest WRITE SAME: what the 16-bit count of WRITE SAME(10) can say.
     pub max_write_same_blocks: u32,
+    /// Largest COMPARE AND WRITE, in blocks: what its one-byte count can say.
+    pub max_compare_and_write_blocks: u8,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_transfer_bytes: 8 << 20,
-            max_unmap_blocks: 1 << 22,
+            max_unmap_blocks: 1 << 20,
             max_unmap_descriptors: 256,
-            max_write_same_blocks: 1 << 16,
+            max_write_same_blocks: 0xffff,
+            max_compare_and_write_blocks: 255,
         }
+    }
+}
+
+/// What one logical unit keeps between commands and shares between all its sessions.
+#[derive(Debug, Default)]
+pub struct UnitState {
+    pub reservations: Reservations,
+    /// Taken shared by every command that touches the medium and exclusively by COMPARE AND
+    /// WRITE and ORWRITE, whose read-decide-write must be atomic (SBC-4 §5.3).
+    media: RwLock<()>,
+}
+
+impl UnitState {
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 
@@ -63,11 +89,56 @@ pub struct Prepared {
     pub data_out_len: usize,
 }
 
-/// Whether LUN 0 is addressed; any other LUN number answers only INQUIRY, REPORT LUNS and
-/// REQUEST SENSE (SPC-4 §4.6.21).
+impl Prepared {
+    /// Fits the command to the `available` data-out bytes the initiator announced (its
+    /// Expected Data Transfer Length), when that is less than the CDB asks for. A write
+    /// shrinks to the whole blocks it was given, as libiscsi's residual tests expect (SAM-5
+    /// §5.4.2 leaves the choice to the device server); anything else cannot run on part of
+    /// its data: INVALID FIELD IN INFORMATION UNIT.
+    /// COMPARE AND WRITE takes exactly its two halves: any other amount is an invalid field
+    /// (the count is one byte, so 256 blocks wraps to 0 and must not pass as a no-op).
+    pub fn fit_to(self, available: usize, block_size: u32) -> Result<Prepared, Sense> {
+        if matches!(self.command, Command::CompareAndWrite { .. }) && available != self.data_out_len
+        {
+            return Err(Sense::invalid_field_in_cdb(13));
+        }
+        if available >= self.data_out_len {
+            return Ok(self);
+        }
+        let bs = block_size as usize;
+        let shorter = |r: &BlockRange| BlockRange {
+            lba: r.lba,
+            blocks: (available / bs) as u64,
+        };
+        let command = match &self.command {
+            _ if !available.is_multiple_of(bs) => {
+                return Err(Sense::invalid_field_in_information_unit());
+            }
+            Command::Write { range, fua } => Command::Write {
+                range: shorter(range),
+                fua: *fua,
+            },
+            Command::WriteAndVerify { range, byte_check } => Command::WriteAndVerify {
+                range: shorter(range),
+                byte_check: *byte_check,
+            },
+            _ => return Err(Sense::invalid_field_in_information_unit()),
+        };
+        Ok(Prepared {
+            command,
+            data_out_len: available,
+        })
+    }
+}
+
+/// The logical unit a command addresses: LUN 0 with its shared state, or a LUN number that
+/// does not exist, which answers only INQUIRY, REPORT LUNS and REQUEST SENSE (SPC-4 §4.6.21).
 #[derive(Clone, Copy)]
 pub enum Addressed<'a> {
-    Lun(&'a dyn Lun),
+    Lun {
+        lun: &'a dyn Lun,
+        state: &'a UnitState,
+    },
     Missing,
 }
 
@@ -76,15 +147,16 @@ pub(crate) fn truncate(mut data: Vec<u8>, alloc: usize) -> Vec<u8> {
     data
 }
 
-/// Parses `cdb` and checks it against the LUN before any data moves.
+/// Parses `cdb` from `nexus` and checks it against the LUN before any data moves.
 pub fn prepare(
     cdb_bytes: &[u8],
     target: Addressed<'_>,
+    nexus: &Nexus,
     limits: &Limits,
-) -> Result<Prepared, Sense> {
+) -> Result<Prepared, Failure> {
     let command = cdb::parse(cdb_bytes)?;
-    let lun = match target {
-        Addressed::Lun(l) => l,
+    let (lun, state) = match target {
+        Addressed::Lun { lun, state } => (lun, state),
         Addressed::Missing => {
             return match command {
                 Command::Inquiry { .. }
@@ -93,25 +165,39 @@ pub fn prepare(
                     command,
                     data_out_len: 0,
                 }),
-                _ => Err(Sense::lun_not_supported()),
+                _ => Err(Sense::lun_not_supported().into()),
             };
         }
     };
+    state.reservations.check(nexus, &command)?;
     let bs = lun.block_size() as u64;
+    let length_field = length_field(cdb_bytes[0]);
     let data_out_len = match &command {
         Command::Read(r) => {
-            read_write::check_range(lun, r, Some((limits, length_field(cdb_bytes[0]))))?;
+            read_write::check_range(lun, r, Some((limits, length_field)))?;
             0
         }
-        Command::Write(r) => {
+        Command::Write { range, .. }
+        | Command::WriteAndVerify { range, .. }
+        | Command::OrWrite { range, .. } => {
             if lun.read_only() {
-                return Err(Sense::write_protected());
+                return Err(Sense::write_protected().into());
             }
-            read_write::check_range(lun, r, Some((limits, length_field(cdb_bytes[0]))))?;
-            (r.blocks * bs) as usize
+            read_write::check_range(lun, range, Some((limits, length_field)))?;
+            (range.blocks * bs) as usize
+        }
+        Command::CompareAndWrite { range, .. } => {
+            if lun.read_only() {
+                return Err(Sense::write_protected().into());
+            }
+            if range.blocks > limits.max_compare_and_write_blocks as u64 {
+                return Err(Sense::invalid_field_in_cdb(13).into());
+            }
+            read_write::check_range(lun, range, None)?;
+            (2 * range.blocks * bs) as usize
         }
         Command::Verify { range, byte_check } => {
-            read_write::check_range(lun, range, Some((limits, length_field(cdb_bytes[0]))))?;
+            read_write::check_range(lun, range, Some((limits, length_field)))?;
             if *byte_check {
                 (range.blocks * bs) as usize
             } else {
@@ -130,13 +216,14 @@ pub fn prepare(
             parameter_list_length,
         } => {
             if lun.read_only() {
-                return Err(Sense::write_protected());
+                return Err(Sense::write_protected().into());
             }
             if !lun.supports_deallocate() {
-                return Err(Sense::invalid_opcode());
+                return Err(Sense::invalid_opcode().into());
             }
             *parameter_list_length as usize
         }
+        Command::PersistentReserveOut(out) => Reservations::check_out(out)?,
         _ => 0,
     };
     Ok(Prepared {
@@ -155,22 +242,23 @@ fn length_field(opcode: u8) -> u16 {
     }
 }
 
-/// Runs a prepared command. `data_out` holds exactly `prepared.data_out_len` bytes.
+/// Runs a prepared command from `nexus`. `data_out` holds exactly `prepared.data_out_len` bytes.
 pub fn execute(
     p: &Prepared,
     target: Addressed<'_>,
+    nexus: &Nexus,
     data_out: &[u8],
     limits: &Limits,
-) -> Result<Reply, Sense> {
-    let lun = match target {
-        Addressed::Lun(l) => l,
+) -> Result<Reply, Failure> {
+    let (lun, state) = match target {
+        Addressed::Lun { lun, state } => (lun, state),
         Addressed::Missing => {
             return match p.command {
                 Command::Inquiry {
                     evpd,
                     allocation_length,
                     ..
-                } => inquiry::not_present(evpd, allocation_length).map(Reply::good),
+                } => Ok(Reply::good(inquiry::not_present(evpd, allocation_length)?)),
                 Command::ReportLuns {
                     allocation_length, ..
                 } => Ok(Reply::good(report_luns(allocation_length))),
@@ -181,9 +269,21 @@ pub fn execute(
                     descriptor_format,
                     allocation_length,
                 ))),
-                _ => Err(Sense::lun_not_supported()),
+                _ => Err(Sense::lun_not_supported().into()),
             };
         }
+    };
+    let done = |r: Result<(), Sense>| r.map(|_| Reply::good(Vec::new())).map_err(Failure::from);
+    let data = |r: Result<Vec<u8>, Sense>| r.map(Reply::good).map_err(Failure::from);
+    // Read-decide-write commands hold the media exclusively; the rest share it.
+    let exclusive = matches!(
+        p.command,
+        Command::CompareAndWrite { .. } | Command::OrWrite { .. }
+    );
+    let _media = if exclusive {
+        Media::Exclusive(state.media.write().unwrap_or_else(|e| e.into_inner()))
+    } else {
+        Media::Shared(state.media.read().unwrap_or_else(|e| e.into_inner()))
     };
     match &p.command {
         Command::TestUnitReady => Ok(Reply::good(Vec::new())),
@@ -198,37 +298,87 @@ pub fn execute(
             evpd,
             page,
             allocation_length,
-        } => inquiry::inquiry(lun, *evpd, *page, *allocation_length, limits).map(Reply::good),
-        Command::ModeSense(m) => mode::mode_sense(lun, m).map(Reply::good),
+        } => data(inquiry::inquiry(
+            lun,
+            *evpd,
+            *page,
+            *allocation_length,
+            limits,
+        )),
+        Command::ModeSense(m) => data(mode::mode_sense(lun, m)),
         Command::ReadCapacity10 => Ok(Reply::good(capacity::read_capacity_10(lun))),
         Command::ReadCapacity16 { allocation_length } => {
-            capacity::read_capacity_16(lun, *allocation_length).map(Reply::good)
+            data(capacity::read_capacity_16(lun, *allocation_length))
         }
-        Command::Read(r) => read_write::read(lun, r).map(Reply::good),
-        Command::Write(r) => read_write::write(lun, r, data_out).map(|_| Reply::good(Vec::new())),
+        Command::Read(r) => data(read_write::read(lun, r)),
+        Command::Write { range, fua } => done(read_write::write(lun, range, data_out, *fua)),
         Command::Verify { range, byte_check } => {
-            read_write::verify(lun, range, *byte_check, data_out).map(|_| Reply::good(Vec::new()))
+            done(read_write::verify(lun, range, *byte_check, data_out))
         }
+        Command::WriteAndVerify { range, byte_check } => done(read_write::write_and_verify(
+            lun,
+            range,
+            *byte_check,
+            data_out,
+        )),
+        Command::CompareAndWrite { range, fua } => {
+            done(read_write::compare_and_write(lun, range, data_out, *fua))
+        }
+        Command::OrWrite { range, fua } => done(read_write::or_write(lun, range, data_out, *fua)),
         // Everything is "in cache" as far as an initiator can tell: the page cache holds it.
         Command::PreFetch(_) => Ok(Reply {
             status: sense::status::CONDITION_MET,
             data: Vec::new(),
         }),
-        Command::SynchronizeCache(_) => lun
-            .flush()
-            .map(|_| Reply::good(Vec::new()))
-            .map_err(|e| Sense::from_lun_error(&e, true)),
-        Command::WriteSame(w) => {
-            provisioning::write_same(lun, w, data_out).map(|_| Reply::good(Vec::new()))
+        Command::SynchronizeCache(_) => {
+            done(lun.flush().map_err(|e| Sense::from_lun_error(&e, true)))
         }
-        Command::Unmap { .. } => {
-            provisioning::unmap(lun, data_out, limits).map(|_| Reply::good(Vec::new()))
-        }
+        Command::WriteSame(w) => done(provisioning::write_same(lun, w, data_out)),
+        Command::Unmap { .. } => done(provisioning::unmap(lun, data_out, limits)),
         Command::ReportLuns {
             allocation_length, ..
         } => Ok(Reply::good(report_luns(*allocation_length))),
-        Command::GetLbaStatus(g) => lba_status::get_lba_status(lun, g).map(Reply::good),
+        Command::GetLbaStatus(g) => data(lba_status::get_lba_status(lun, g)),
+        Command::ReadDefectData(r) => Ok(Reply::good(read_defect_data(r))),
+        Command::ReportSupportedOpcodes(r) => data(opcodes::report(r)),
+        Command::PersistentReserveIn {
+            service_action,
+            allocation_length,
+        } => state
+            .reservations
+            .persistent_reserve_in(*service_action, *allocation_length)
+            .map(Reply::good),
+        Command::PersistentReserveOut(out) => state
+            .reservations
+            .persistent_reserve_out(nexus, out, data_out)
+            .map(|_| Reply::good(Vec::new())),
+        Command::Reserve => state
+            .reservations
+            .reserve(nexus)
+            .map(|_| Reply::good(Vec::new())),
+        Command::Release => state
+            .reservations
+            .release(nexus)
+            .map(|_| Reply::good(Vec::new())),
     }
+}
+
+/// A held media lock; which kind only matters to the lock.
+enum Media<'a> {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] std::sync::RwLockWriteGuard<'a, ()>),
+}
+
+/// READ DEFECT DATA (SBC-4 §5.17, §5.18): a file has no defects. The header echoes the lists
+/// and format asked for, with an empty list.
+fn read_defect_data(r: &cdb::ReadDefectData) -> Vec<u8> {
+    let flags = (u8::from(r.primary_list) << 4) | (u8::from(r.grown_list) << 3) | r.format;
+    let d = if r.twelve_byte {
+        vec![0, flags, 0, 0, 0, 0, 0, 0]
+    } else {
+        vec![0, flags, 0, 0]
+    };
+    truncate(d, r.allocation_length as usize)
 }
 
 /// REPORT LUNS (SPC-4 §6.33): every target name has exactly one LUN, LUN 0.

@@ -10,6 +10,47 @@ pub mod status {
     pub const GOOD: u8 = 0x00;
     pub const CHECK_CONDITION: u8 = 0x02;
     pub const CONDITION_MET: u8 = 0x04;
+    pub const RESERVATION_CONFLICT: u8 = 0x18;
+}
+
+/// How a command fails: CHECK CONDITION with sense data, or RESERVATION CONFLICT, which
+/// carries no sense data (SAM-5 §5.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Check(Sense),
+    ReservationConflict,
+}
+
+impl Failure {
+    /// The SCSI status byte for the response.
+    pub fn status(&self) -> u8 {
+        match self {
+            Failure::Check(_) => status::CHECK_CONDITION,
+            Failure::ReservationConflict => status::RESERVATION_CONFLICT,
+        }
+    }
+    /// Sense data for the response: empty for RESERVATION CONFLICT.
+    pub fn sense_bytes(&self) -> Vec<u8> {
+        match self {
+            Failure::Check(s) => s.to_bytes(),
+            Failure::ReservationConflict => Vec::new(),
+        }
+    }
+}
+
+impl From<Sense> for Failure {
+    fn from(s: Sense) -> Self {
+        Failure::Check(s)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Check(s) => write!(f, "CHECK CONDITION: {s}"),
+            Failure::ReservationConflict => f.write_str("RESERVATION CONFLICT"),
+        }
+    }
 }
 
 /// Sense keys (SPC-4 Table 48).
@@ -101,6 +142,22 @@ impl Sense {
     /// ILLEGAL REQUEST / PARAMETER LIST LENGTH ERROR (1Ah/00h).
     pub const fn parameter_list_length_error() -> Self {
         Self::new(SenseKey::IllegalRequest, 0x1a, 0x00)
+    }
+    /// ILLEGAL REQUEST / INVALID RELEASE OF PERSISTENT RESERVATION (26h/04h): the holder
+    /// named the wrong type or scope (SPC-4 §5.13.11.2.2).
+    pub const fn invalid_release_of_persistent_reservation() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x04)
+    }
+    /// ILLEGAL REQUEST / INVALID FIELD IN INFORMATION UNIT (0Eh/03h): the transport's
+    /// Expected Data Transfer Length cannot carry what the CDB asks for (SAM-5 §5.4.2,
+    /// RFC 7143 §11.4.5).
+    pub const fn invalid_field_in_information_unit() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x0e, 0x03)
+    }
+    /// ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR (47h/05h): data PDUs were lost or came out
+    /// of order; at ErrorRecoveryLevel 0 the task ends this way (RFC 7143 §7.8, §7.9).
+    pub const fn protocol_service_crc_error() -> Self {
+        Self::new(SenseKey::AbortedCommand, 0x47, 0x05)
     }
     /// ILLEGAL REQUEST / SAVING PARAMETERS NOT SUPPORTED (39h/00h).
     pub const fn saving_parameters_not_supported() -> Self {

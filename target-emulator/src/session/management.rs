@@ -81,19 +81,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET if !lun_ok => {
                 (tmf::LUN_DOES_NOT_EXIST, false)
             }
-            tmf::ABORT_TASK_SET
-            | tmf::CLEAR_TASK_SET
-            | tmf::LOGICAL_UNIT_RESET
-            | tmf::CLEAR_ACA => {
+            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::CLEAR_ACA => {
                 self.abort_all();
                 (tmf::FUNCTION_COMPLETE, false)
             }
-            tmf::TARGET_WARM_RESET => {
+            tmf::LOGICAL_UNIT_RESET | tmf::TARGET_WARM_RESET => {
                 self.abort_all();
+                self.reset_unit();
                 (tmf::FUNCTION_COMPLETE, false)
             }
             tmf::TARGET_COLD_RESET => {
                 self.abort_all();
+                self.reset_unit();
                 (tmf::FUNCTION_COMPLETE, true)
             }
             tmf::TASK_REASSIGN => (tmf::REASSIGNMENT_NOT_SUPPORTED, false),
@@ -114,6 +113,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         } else {
             Flow::Continue
         })
+    }
+
+    /// A logical unit reset (SAM-5 §6.3.3) of this session's unit: its RESERVE(6) reservation
+    /// goes; persistent reservations stay. The target has one unit per target name, so a
+    /// target reset resets just this one.
+    fn reset_unit(&self) {
+        if let Some(u) = &self.unit {
+            u.reservations.reset();
+        }
     }
 
     pub(super) async fn on_text(&mut self, t: TextRequest) -> std::io::Result<Flow> {

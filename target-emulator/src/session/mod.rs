@@ -12,6 +12,7 @@ mod tasks;
 use crate::login::{Directory, Established, Login, SessionType, Step, negotiation::TargetLimits};
 use crate::lun::Lun;
 use crate::pdu::{PduError, RawPdu, Reject, Request, reject_reason};
+use crate::scsi::{Nexus, UnitState};
 use connection::{Connection, FrameError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,10 +35,12 @@ pub trait Registry: Directory + Send + Sync {
     fn send_targets(&self, initiator: &str, value: &str, current: Option<&str>) -> Vec<String>;
 }
 
-/// A session's hold on an export: the LUN, a token cancelled when the export is removed, and a
-/// count of sessions that drops when the lease does.
+/// A session's hold on an export: the LUN and the state it shares with the export's other
+/// sessions (reservations), a token cancelled when the export is removed, and a count of
+/// sessions that drops when the lease does.
 pub struct ExportLease {
     pub lun: Arc<dyn Lun>,
+    pub state: Arc<UnitState>,
     pub closed: CancellationToken,
     pub active: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -45,12 +48,14 @@ pub struct ExportLease {
 impl ExportLease {
     pub fn new(
         lun: Arc<dyn Lun>,
+        state: Arc<UnitState>,
         closed: CancellationToken,
         active: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Self {
         active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Self {
             lun,
+            state,
             closed,
             active,
         }
@@ -121,6 +126,12 @@ pub async fn serve<R, W>(
         },
     };
     let lun = lease.as_ref().map(|l| l.lun.clone());
+    let unit = lease.as_ref().map(|l| l.state.clone());
+    // The I_T nexus this session is (RFC 7143 §4.2.7.1): what reservations are keyed by.
+    let nexus = Nexus::new(est.initiator_name.clone(), est.isid);
+    if let Some(u) = &unit {
+        u.reservations.session_started(&nexus);
+    }
     let export_closed = lease.as_ref().map(|l| l.closed.clone()).unwrap_or_default();
     info!(
         %peer, initiator = %est.initiator_name, target = %est.target_name, kind = ?est.session_type,
@@ -134,6 +145,8 @@ pub async fn serve<R, W>(
         conn,
         est,
         lun,
+        unit,
+        nexus,
         portal,
         registry,
         limits: crate::scsi::Limits::default(),
@@ -151,6 +164,10 @@ pub async fn serve<R, W>(
         _ = export_closed.cancelled() => "export removed".to_string(),
         _ = shutdown.cancelled() => "target shutting down".to_string(),
     };
+    if let Some(u) = &session.unit {
+        // I_T nexus loss: its RESERVE(6) reservation goes (SPC-2 §5.5.1).
+        u.reservations.session_ended(&session.nexus);
+    }
     info!(%peer, initiator = %session.est.initiator_name, target = %session.est.target_name, "logout: {reason}");
 }
 
@@ -213,6 +230,9 @@ pub(crate) struct Session<R, W> {
     conn: Connection<R, W>,
     est: Established,
     lun: Option<Arc<dyn Lun>>,
+    /// The logical unit's shared state; `None` in discovery sessions.
+    unit: Option<Arc<UnitState>>,
+    nexus: Nexus,
     portal: SocketAddr,
     registry: Arc<dyn Registry>,
     limits: crate::scsi::Limits,
@@ -275,10 +295,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let _ = self.conn.flush().await;
                 return why;
             }
-            if self.conn.input_drained() {
-                if let Err(e) = self.conn.flush().await {
-                    return format!("write failed: {e}");
-                }
+            if self.conn.input_drained()
+                && let Err(e) = self.conn.flush().await
+            {
+                return format!("write failed: {e}");
             }
         }
     }

@@ -2,10 +2,13 @@
 //! unsolicited, R2T), execution, and the Data-In / SCSI Response that end a task.
 
 use super::{Flow, Queued, Session, io_blocking, sn_lt};
+use crate::Lun;
 use crate::pdu::{
     DataIn, DataOut, RESERVED_TAG, ReadyToTransfer, Residual, ScsiCommand, ScsiResponse,
 };
-use crate::scsi::{self, Addressed, Prepared, Reply, sense::Sense, sense::status};
+use crate::scsi::sense::{Failure, Sense};
+use crate::scsi::{self, Addressed, Prepared, Reply, UnitState};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
@@ -15,6 +18,8 @@ pub(crate) struct WriteTask {
     prepared: Prepared,
     /// Bytes we will take: the CDB's need, capped by ExpectedDataTransferLength.
     needed: usize,
+    /// Bytes the CDB asked for, for the residual.
+    requested: usize,
     buffer: Vec<u8>,
     /// Unsolicited data (immediate + Data-Out with the reserved TTT) has ended.
     unsolicited_done: bool,
@@ -70,47 +75,53 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         Ok(())
     }
 
-    fn addressed(&self, lun_field: &[u8; 8]) -> Option<std::sync::Arc<dyn crate::Lun>> {
+    /// The logical unit a LUN field names: LUN 0 is the export's, anything else is missing.
+    fn addressed(&self, lun_field: &[u8; 8]) -> Option<(Arc<dyn Lun>, Arc<UnitState>)> {
         if lun_field.iter().all(|b| *b == 0) {
-            self.lun.clone()
+            self.lun.clone().zip(self.unit.clone())
         } else {
             None
         }
     }
 
+    /// Remembers a task that ended before all its data arrived, so the rest is dropped quietly.
+    fn discard(&mut self, itt: u32) {
+        self.discarded_itts.push(itt);
+        if self.discarded_itts.len() > 64 {
+            self.discarded_itts.remove(0);
+        }
+    }
+
     async fn start_command(&mut self, cmd: ScsiCommand) -> std::io::Result<Flow> {
-        let lun = self.addressed(&cmd.lun);
-        let target = match &lun {
-            Some(l) => Addressed::Lun(&**l),
+        let unit = self.addressed(&cmd.lun);
+        let target = match &unit {
+            Some((lun, state)) => Addressed::Lun { lun: &**lun, state },
             None => Addressed::Missing,
         };
-        let prepared = match scsi::prepare(&cmd.cdb, target, &self.limits) {
+        let block_size = unit.as_ref().map_or(512, |(lun, _)| lun.block_size());
+        let prepared = scsi::prepare(&cmd.cdb, target, &self.nexus, &self.limits);
+        let requested = prepared.as_ref().map_or(0, |p| p.data_out_len);
+        // The initiator sends at most ExpectedDataTransferLength bytes: fit the command to them.
+        let available = if cmd.write {
+            cmd.expected_data_len as usize
+        } else {
+            0
+        };
+        let prepared =
+            prepared.and_then(|p| p.fit_to(available, block_size).map_err(Failure::from));
+        let prepared = match prepared {
             Ok(p) => p,
-            Err(sense) => {
+            Err(failure) => {
                 if cmd.write && !cmd.final_flag {
-                    self.discarded_itts.push(cmd.itt);
-                    if self.discarded_itts.len() > 64 {
-                        self.discarded_itts.remove(0);
-                    }
+                    self.discard(cmd.itt);
                 }
-                self.finish(&cmd, Err(sense), 0).await?;
+                self.finish(&cmd, Err(failure), requested).await?;
                 return Ok(Flow::Continue);
             }
         };
-        let edtl = cmd.expected_data_len as usize;
         if prepared.data_out_len == 0 {
             let result = self.execute_command(&prepared, &cmd, &[]);
-            self.finish(&cmd, result, 0).await?;
-            return Ok(Flow::Continue);
-        }
-        if !cmd.write || edtl < prepared.data_out_len {
-            // The initiator will not send all the data the CDB asks for (SAM-5 §5.4.2: the
-            // command fails; the residual says how much was missing).
-            if cmd.write && !cmd.final_flag {
-                self.discarded_itts.push(cmd.itt);
-            }
-            let sense = Sense::invalid_field_in_cdb(0);
-            self.finish(&cmd, Err(sense), prepared.data_out_len).await?;
+            self.finish(&cmd, result, requested).await?;
             return Ok(Flow::Continue);
         }
         let needed = prepared.data_out_len;
@@ -121,6 +132,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             cmd,
             prepared,
             needed,
+            requested,
             buffer,
             r2t: None,
             next_unsolicited_data_sn: 0,
@@ -135,7 +147,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         if task.buffer.len() >= task.needed {
             let result =
                 self.execute_command(&task.prepared, &task.cmd, &task.buffer[..task.needed]);
-            return self.finish(&task.cmd, result, task.needed).await;
+            return self.finish(&task.cmd, result, task.requested).await;
         }
         if task.unsolicited_done && task.r2t.is_none() {
             let offset = task.buffer.len();
@@ -183,11 +195,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
         };
         if d.data_sn != expected_sn || d.buffer_offset as usize != task.buffer.len() {
-            // ErrorRecoveryLevel 0: a sequence error ends the connection (RFC 7143 §7.1.4).
-            warn!(peer = %self.peer, itt = d.itt, data_sn = d.data_sn, expected_sn, "Data-Out out of sequence");
-            return Ok(Flow::Close(
-                "protocol error: Data-Out out of sequence".into(),
-            ));
+            // A gap in DataSN means a lost PDU (RFC 7143 §7.9); at ErrorRecoveryLevel 0 the
+            // task ends with CHECK CONDITION (§7.8) and the rest of its data is dropped, while
+            // the connection and other tasks go on.
+            warn!(peer = %self.peer, itt = d.itt, data_sn = d.data_sn, expected_sn, "Data-Out out of sequence; task ended");
+            self.discard(d.itt);
+            let failure = Failure::from(Sense::protocol_service_crc_error());
+            self.finish(&task.cmd, Err(failure), task.requested).await?;
+            return Ok(Flow::Continue);
         }
         let room = task.needed.saturating_sub(task.buffer.len());
         task.buffer
@@ -215,27 +230,27 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         prepared: &Prepared,
         cmd: &ScsiCommand,
         data_out: &[u8],
-    ) -> Result<Reply, Sense> {
-        let lun = self.addressed(&cmd.lun);
-        let target = match &lun {
-            Some(l) => Addressed::Lun(&**l),
+    ) -> Result<Reply, Failure> {
+        let unit = self.addressed(&cmd.lun);
+        let target = match &unit {
+            Some((lun, state)) => Addressed::Lun { lun: &**lun, state },
             None => Addressed::Missing,
         };
-        io_blocking(|| scsi::execute(prepared, target, data_out, &self.limits))
+        io_blocking(|| scsi::execute(prepared, target, &self.nexus, data_out, &self.limits))
     }
 
     /// Sends the end of a task: Data-In (status in the last one when GOOD) or a SCSI Response.
-    /// `written` is how many data-out bytes the command consumed (for the write residual).
+    /// `written` is how many data-out bytes the CDB asked for (for the write residual).
     pub(super) async fn finish(
         &mut self,
         cmd: &ScsiCommand,
-        result: Result<Reply, Sense>,
+        result: Result<Reply, Failure>,
         written: usize,
     ) -> std::io::Result<()> {
         let edtl = cmd.expected_data_len;
         match result {
-            Err(sense) => {
-                info!(peer = %self.peer, itt = cmd.itt, opcode = format_args!("0x{:02x}", cmd.cdb[0]), "CHECK CONDITION: {sense}");
+            Err(failure) => {
+                info!(peer = %self.peer, itt = cmd.itt, opcode = format_args!("0x{:02x}", cmd.cdb[0]), "{failure}");
                 let residual = if cmd.write {
                     Residual::between(edtl, written)
                 } else if edtl > 0 {
@@ -246,13 +261,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let resp = ScsiResponse {
                     residual,
                     response: 0,
-                    status: status::CHECK_CONDITION,
+                    status: failure.status(),
                     itt: cmd.itt,
                     stat_sn: self.take_stat_sn(),
                     exp_cmd_sn: self.exp_cmd_sn,
                     max_cmd_sn: self.max_cmd_sn(),
                     exp_data_sn: 0,
-                    sense: sense.to_bytes(),
+                    sense: failure.sense_bytes(),
                 };
                 self.conn.write_pdu(&resp.to_raw()).await
             }
