@@ -314,3 +314,156 @@ fn write_results(
         completed_at: index.manifest.completed_at.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+    use crate::engine::restore::{run_restore, run_verify};
+    use crate::repo::{ChainReader, VolumeManifest};
+
+    const SIZE: u64 = 8 << 20;
+
+    fn plan(dir: &std::path::Path, id: &str, parent: Option<&str>, codec: Codec) -> BackupPlan {
+        BackupPlan {
+            manifest: BackupManifest {
+                format_version: 1,
+                id: id.into(),
+                name: id.into(),
+                kind: if parent.is_some() {
+                    "incremental"
+                } else {
+                    "full"
+                }
+                .into(),
+                parent_id: parent.map(Into::into),
+                chain_id: "c".into(),
+                volume: VolumeManifest {
+                    id: "vol-0000000000000001".into(),
+                    name: "v".into(),
+                    kind: "managed".into(),
+                    path: dir.join("vol.img").display().to_string(),
+                    size: SIZE,
+                    created_at: String::new(),
+                },
+                size: SIZE,
+                compression: codec.name().into(),
+                created_at: now_rfc3339(),
+                completed_at: String::new(),
+                content_hash: String::new(),
+                changed_blocks: 0,
+                allocated_blocks: 0,
+                stored_bytes: 0,
+            },
+            source: dir.join("vol.img"),
+            codec,
+        }
+    }
+
+    fn block(seed: u8) -> Vec<u8> {
+        (0..BLOCK)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn full_then_incremental_bitmaps_reads_restore_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open_or_create(&dir.path().join("repo")).unwrap();
+        let vol = dir.path().join("vol.img");
+        let f = std::fs::File::create(&vol).unwrap();
+        f.set_len(SIZE).unwrap();
+        for b in [0u64, 1, 2, 100, 1500, 2047] {
+            f.write_all_at(&block((b as u8).wrapping_add(1)), b * 4096)
+                .unwrap();
+        }
+        f.write_all_at(&[0u8; 4096], 50 * 4096).unwrap(); // allocated on disk, all zero
+        let control = JobControl::default();
+        let full = run_backup(
+            &repo,
+            plan(dir.path(), "bkp-full", None, Codec::Zstd),
+            &control,
+        )
+        .unwrap();
+        assert_eq!((full.changed_blocks, full.allocated_blocks), (6, 6));
+
+        f.write_all_at(&block(9), 4096).unwrap(); // changed
+        f.write_all_at(&block(3), 2 * 4096).unwrap(); // same bytes as before
+        f.write_all_at(&[0u8; 4096], 100 * 4096).unwrap(); // zeroed
+        f.write_all_at(&block(7), 700 * 4096).unwrap(); // new
+        let inc = run_backup(
+            &repo,
+            plan(dir.path(), "bkp-inc", Some("bkp-full"), Codec::Bz2),
+            &control,
+        )
+        .unwrap();
+        assert_eq!(inc.allocated_blocks, 6);
+
+        let reader = ChainReader::new(repo.clone());
+        let change: Vec<u64> = reader.change_bitmap("bkp-inc").unwrap().iter().collect();
+        assert_eq!(change, vec![1, 100, 700]);
+        let allocated: Vec<u64> = reader.allocated_bitmap("bkp-inc").unwrap().iter().collect();
+        assert_eq!(allocated, vec![0, 1, 2, 700, 1500, 2047]);
+        assert_eq!(
+            reader.read_block("bkp-inc", 1).unwrap().unwrap().to_vec(),
+            block(9)
+        );
+        assert_eq!(
+            reader.read_block("bkp-full", 1).unwrap().unwrap().to_vec(),
+            block(2)
+        );
+        assert_eq!(
+            reader
+                .read_block("bkp-inc", 2047)
+                .unwrap()
+                .unwrap()
+                .to_vec(),
+            block(0)
+        );
+        assert_eq!(reader.read_block("bkp-inc", 100).unwrap(), None);
+        assert_eq!(reader.read_block("bkp-inc", 50).unwrap(), None);
+        assert_eq!(
+            reader
+                .read_block("bkp-full", 100)
+                .unwrap()
+                .unwrap()
+                .to_vec(),
+            block(101)
+        );
+
+        for id in ["bkp-full", "bkp-inc"] {
+            let out = dir.path().join(format!("{id}.img"));
+            std::fs::File::create(&out).unwrap().set_len(SIZE).unwrap();
+            run_restore(&reader, id, &out, true, &control).unwrap();
+            let restored = std::fs::read(&out).unwrap();
+            let mut expected = vec![0u8; SIZE as usize];
+            reader.read_blocks(id, 0, &mut expected).unwrap();
+            assert!(restored == expected, "{id}");
+            run_verify(&reader, id, &control).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("bkp-inc.img")).unwrap(),
+            std::fs::read(&vol).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_cancelled_backup_writes_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open_or_create(&dir.path().join("repo")).unwrap();
+        let f = std::fs::File::create(dir.path().join("vol.img")).unwrap();
+        f.set_len(SIZE).unwrap();
+        f.write_all_at(&block(1), 0).unwrap();
+        let control = JobControl::default();
+        control.cancel();
+        let err = run_backup(
+            &repo,
+            plan(dir.path(), "bkp-x", None, Codec::Zstd),
+            &control,
+        )
+        .unwrap_err();
+        assert!(matches!(err, EngineError::Interrupted), "{err}");
+        assert!(!repo.has_index("bkp-x"));
+    }
+}

@@ -8,7 +8,7 @@
 //! become holes (or zeros where holes cannot be punched).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +23,74 @@ use crate::repo::pack::read_frame;
 use crate::repo::{ChainReader, Extent, Fingerprints, TRACKING_BLOCK_SIZE};
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
+
+/// O_DIRECT wants buffers, offsets and lengths aligned to the logical block
+/// size; 4 KiB covers every device and file system in use.
+const DIRECT_ALIGN: usize = 4096;
+/// Smallest write sent through O_DIRECT (256 KiB).
+const MIN_DIRECT_BLOCKS: u64 = 64;
+/// Largest single write of a restore.
+const MAX_GROUP_BLOCKS: u64 = 256;
+
+/// Blocks of one work item that a write group takes.
+struct Segment {
+    item: usize,
+    first: u64,
+    count: u64,
+}
+
+/// Volume-contiguous segments written with one positional write.
+struct WriteGroup {
+    first: u64,
+    blocks: u64,
+    segments: Vec<Segment>,
+}
+
+/// Direct writes are synchronous: a few more threads than cores keep the
+/// device busy while others decompress.
+fn restore_threads(direct: bool) -> usize {
+    if direct {
+        worker_count() * 2
+    } else {
+        worker_count()
+    }
+}
+
+/// Coalesces the items' runs, in item order, into contiguous writes of at most
+/// `MAX_GROUP_BLOCKS`: a full backup's frames follow each other on the volume,
+/// so most groups are a full 1 MiB.
+fn write_groups(items: &[WorkItem<'_>]) -> Vec<WriteGroup> {
+    let mut groups: Vec<WriteGroup> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        for &(first, count) in &item.runs {
+            let mut first = first;
+            let mut count = count;
+            while count > 0 {
+                let extend = groups
+                    .last()
+                    .is_some_and(|g| g.first + g.blocks == first && g.blocks < MAX_GROUP_BLOCKS);
+                if !extend {
+                    groups.push(WriteGroup {
+                        first,
+                        blocks: 0,
+                        segments: Vec::new(),
+                    });
+                }
+                let Some(g) = groups.last_mut() else { break };
+                let take = count.min(MAX_GROUP_BLOCKS - g.blocks);
+                g.segments.push(Segment {
+                    item: i,
+                    first,
+                    count: take,
+                });
+                g.blocks += take;
+                first += take;
+                count -= take;
+            }
+        }
+    }
+    groups
+}
 
 /// One frame to fetch and the runs of its blocks to use: `(first block, count)`.
 struct WorkItem<'a> {
@@ -68,6 +136,7 @@ fn work_items(plan: &ClaimPlan) -> Vec<WorkItem<'_>> {
 /// Runs `f` on every item on every core; the first error stops the rest.
 fn for_each_parallel<T: Sync>(
     items: &[T],
+    threads: usize,
     control: &JobControl,
     f: impl Fn(&T) -> Result<(), EngineError> + Sync,
 ) -> Result<(), EngineError> {
@@ -75,7 +144,7 @@ fn for_each_parallel<T: Sync>(
     let stop = AtomicBool::new(false);
     let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        for _ in 0..worker_count() {
+        for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
                     if control.is_cancelled() {
@@ -145,6 +214,7 @@ pub fn run_restore(
     fresh: bool,
     control: &JobControl,
 ) -> Result<(), EngineError> {
+    let started = std::time::Instant::now();
     let plan = reader
         .claim_plan(backup_id)
         .map_err(|e| damaged(backup_id, e))?;
@@ -166,19 +236,65 @@ pub fn run_restore(
         }
     }
     let items = work_items(&plan);
-    for_each_parallel(&items, control, |item| {
-        let raw = fetch(reader, backup_id, item)?;
-        for &(first, count) in &item.runs {
-            let from = (first - item.extent.first_block) as usize * BLOCK;
-            let bytes = &raw[from..from + count as usize * BLOCK];
-            file.write_all_at(bytes, first * TRACKING_BLOCK_SIZE)
-                .map_err(|e| EngineError::io(target.display(), e))?;
-            control.add_done(bytes.len() as u64);
-        }
-        Ok(())
-    })?;
+    let groups = write_groups(&items);
+    // O_DIRECT where the target allows it: page-cache writes serialise on the
+    // inode lock and ran at ~450 MB/s here against ~2 GB/s direct; the data
+    // is written once and not read back, so caching it buys nothing.
+    let direct = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(target)
+        .ok();
+    for_each_parallel(
+        &groups,
+        restore_threads(direct.is_some()),
+        control,
+        |group| {
+            let len = group.blocks as usize * BLOCK;
+            let mut backing = vec![0u8; len + DIRECT_ALIGN];
+            let offset = backing
+                .as_ptr()
+                .align_offset(DIRECT_ALIGN)
+                .min(DIRECT_ALIGN);
+            let buf = &mut backing[offset..offset + len];
+            for seg in &group.segments {
+                let item = &items[seg.item];
+                let raw = fetch(reader, backup_id, item)?;
+                let from = (seg.first - item.extent.first_block) as usize * BLOCK;
+                let to = (seg.first - group.first) as usize * BLOCK;
+                let n = seg.count as usize * BLOCK;
+                buf[to..to + n].copy_from_slice(&raw[from..from + n]);
+            }
+            let at = group.first * TRACKING_BLOCK_SIZE;
+            // Direct I/O is synchronous: worth it for large writes, while small
+            // scattered ones (an incremental's changes) are cheaper through the cache.
+            let wrote_direct = group.blocks >= MIN_DIRECT_BLOCKS
+                && direct
+                    .as_ref()
+                    .is_some_and(|d| d.write_all_at(buf, at).is_ok());
+            if !wrote_direct {
+                file.write_all_at(buf, at)
+                    .map_err(|e| EngineError::io(target.display(), e))?;
+            }
+            control.add_done(len as u64);
+            Ok(())
+        },
+    )?;
+    if let Some(d) = &direct {
+        d.sync_all()
+            .map_err(|e| EngineError::io(target.display(), e))?;
+    }
+    let written = started.elapsed();
     file.sync_all()
         .map_err(|e| EngineError::io(target.display(), e))?;
+    tracing::info!(
+        backup = backup_id,
+        frames = items.len(),
+        bytes = plan.allocated.len() * TRACKING_BLOCK_SIZE,
+        write_ms = written.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "restore written and synced"
+    );
     Ok(())
 }
 
@@ -235,7 +351,7 @@ pub fn run_verify(
     control.set_total(plan.allocated.len() * TRACKING_BLOCK_SIZE);
     let items = work_items(&plan);
     let blocks_checked = AtomicU64::new(0);
-    for_each_parallel(&items, control, |item| {
+    for_each_parallel(&items, worker_count(), control, |item| {
         let raw = fetch(reader, backup_id, item)?;
         for &(first, count) in &item.runs {
             for b in first..first + count {
