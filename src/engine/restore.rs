@@ -60,33 +60,44 @@ fn restore_threads(direct: bool) -> usize {
 /// `MAX_GROUP_BLOCKS`: a full backup's frames follow each other on the volume,
 /// so most groups are a full 1 MiB.
 fn write_groups(items: &[WorkItem<'_>]) -> Vec<WriteGroup> {
+    // In volume order across all backups of the chain, so an incremental's
+    // changed blocks and the full's blocks around them form one write.
+    let mut segments: Vec<Segment> = items
+        .iter()
+        .enumerate()
+        .flat_map(|(i, item)| {
+            item.runs.iter().map(move |&(first, count)| Segment {
+                item: i,
+                first,
+                count,
+            })
+        })
+        .collect();
+    segments.sort_by_key(|s| s.first);
     let mut groups: Vec<WriteGroup> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        for &(first, count) in &item.runs {
-            let mut first = first;
-            let mut count = count;
-            while count > 0 {
-                let extend = groups
-                    .last()
-                    .is_some_and(|g| g.first + g.blocks == first && g.blocks < MAX_GROUP_BLOCKS);
-                if !extend {
-                    groups.push(WriteGroup {
-                        first,
-                        blocks: 0,
-                        segments: Vec::new(),
-                    });
-                }
-                let Some(g) = groups.last_mut() else { break };
-                let take = count.min(MAX_GROUP_BLOCKS - g.blocks);
-                g.segments.push(Segment {
-                    item: i,
+    for seg in segments {
+        let (mut first, mut count) = (seg.first, seg.count);
+        while count > 0 {
+            let extend = groups
+                .last()
+                .is_some_and(|g| g.first + g.blocks == first && g.blocks < MAX_GROUP_BLOCKS);
+            if !extend {
+                groups.push(WriteGroup {
                     first,
-                    count: take,
+                    blocks: 0,
+                    segments: Vec::new(),
                 });
-                g.blocks += take;
-                first += take;
-                count -= take;
             }
+            let Some(g) = groups.last_mut() else { break };
+            let take = count.min(MAX_GROUP_BLOCKS - g.blocks);
+            g.segments.push(Segment {
+                item: seg.item,
+                first,
+                count: take,
+            });
+            g.blocks += take;
+            first += take;
+            count -= take;
         }
     }
     groups
@@ -257,9 +268,17 @@ pub fn run_restore(
                 .align_offset(DIRECT_ALIGN)
                 .min(DIRECT_ALIGN);
             let buf = &mut backing[offset..offset + len];
+            // A frame whose blocks several segments of this group use is
+            // fetched once.
+            let mut last: Option<(usize, Vec<u8>)> = None;
             for seg in &group.segments {
                 let item = &items[seg.item];
-                let raw = fetch(reader, backup_id, item)?;
+                if last.as_ref().is_none_or(|(i, _)| *i != seg.item) {
+                    last = Some((seg.item, fetch(reader, backup_id, item)?));
+                }
+                let Some((_, raw)) = last.as_ref() else {
+                    continue;
+                };
                 let from = (seg.first - item.extent.first_block) as usize * BLOCK;
                 let to = (seg.first - group.first) as usize * BLOCK;
                 let n = seg.count as usize * BLOCK;

@@ -56,6 +56,9 @@ pub struct Service {
     /// Backups and restores hold it shared; garbage collection exclusively, since
     /// a running backup's finished packs are referenced by no index yet.
     gc_lock: RwLock<()>,
+    /// Held (flock) for the service's life: one server per data directory, since
+    /// startup removes packs that no index references.
+    _dir_lock: std::fs::File,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +127,7 @@ impl Service {
         let data_dir = data_dir
             .canonicalize()
             .map_err(|e| EngineError::io(data_dir.display(), e))?;
+        let dir_lock = lock_data_dir(&data_dir)?;
         let volumes_dir = data_dir.join("volumes");
         std::fs::create_dir_all(&volumes_dir)
             .map_err(|e| EngineError::io(volumes_dir.display(), e))?;
@@ -158,6 +162,7 @@ impl Service {
             jobs: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),
+            _dir_lock: dir_lock,
         }))
     }
 
@@ -243,7 +248,21 @@ impl Service {
             });
         }
         self.repo.write_volume(&volume_manifest(&record))?;
+        self.audit(
+            "volume.create",
+            &record.id,
+            serde_json::json!({"kind": record.kind, "size": record.size, "path": record.path}),
+        );
         Ok(record)
+    }
+
+    /// Appends to the audit log; a failure to record is logged, not fatal to the
+    /// operation that already happened.
+    fn audit(&self, action: &str, id: &str, details: serde_json::Value) {
+        let event = serde_json::json!({"action": action, "id": id, "details": details});
+        if let Err(e) = self.catalog.audit(&event) {
+            tracing::warn!(error = %e, %action, %id, "audit log write failed");
+        }
     }
 
     pub fn get_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
@@ -279,6 +298,11 @@ impl Service {
         }
         self.catalog.delete_volume(&volume.id)?;
         self.repo.remove_volume(&volume.id)?;
+        self.audit(
+            "volume.delete",
+            &volume.id,
+            serde_json::json!({"name": volume.name}),
+        );
         drop(busy);
         Ok(volume)
     }
@@ -380,6 +404,11 @@ impl Service {
             ..Default::default()
         };
         self.catalog.insert_backup(&record)?;
+        self.audit(
+            "backup.create",
+            &record.id,
+            serde_json::json!({"volume": record.volume_id, "kind": record.kind, "parent": record.parent_id}),
+        );
         let plan = BackupPlan {
             manifest: BackupManifest {
                 format_version: crate::repo::FORMAT_VERSION,
@@ -531,6 +560,7 @@ impl Service {
         let running = lock(&self.jobs).get(id).cloned();
         self.catalog.set_backup_status(id, status::DELETING, "")?;
         backup.status = status::DELETING.to_string();
+        self.audit("backup.delete", id, serde_json::json!({"force": force}));
         let svc = self.clone();
         let id = id.to_string();
         std::thread::spawn(move || {
@@ -614,6 +644,11 @@ impl Service {
             self.release_volume(&target.id);
             return Err(e.into());
         }
+        self.audit(
+            "backup.restore",
+            &target.id,
+            serde_json::json!({"sourceDetails": {"type": "volumeBackup", "id": id}, "newVolume": fresh}),
+        );
         target.status = status::RESTORING.to_string();
         backup.status = status::RESTORING.to_string();
         let (backup_id, volume_id, path) = (
@@ -795,6 +830,26 @@ impl Service {
             }
         }
     }
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, EngineError> {
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join("blockdelta.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| EngineError::io(path.display(), e))?;
+    // SAFETY: flock on a descriptor we own; released when the file closes or
+    // the process dies (kill -9 included).
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(EngineError::FailedPrecondition(format!(
+            "another blockdelta server is using {}",
+            data_dir.display()
+        )));
+    }
+    Ok(file)
 }
 
 fn volume_manifest(v: &VolumeRecord) -> VolumeManifest {
