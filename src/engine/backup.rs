@@ -80,9 +80,10 @@ pub fn run_backup(
     control.set_total(size);
     let (parent_allocated, parent_fps) = match &plan.manifest.parent_id {
         Some(pid) => {
-            let idx = repo.read_index(pid)?;
-            let fps = repo.read_fingerprints(&idx)?;
-            (idx.allocated, Arc::new(fps))
+            // No frame cache: only indexes and fingerprints are read here.
+            let chain = crate::repo::ChainReader::with_cache(repo.clone(), 0);
+            let fps = chain.fingerprints(pid)?;
+            (chain.index(pid)?.allocated.clone(), Arc::new(fps))
         }
         None => (RoaringTreemap::new(), Arc::new(Fingerprints::default())),
     };
@@ -285,8 +286,20 @@ fn write_results(
     // Blocks the parent held and that are zero now changed too (zeroed or trimmed).
     changed |= parent_allocated - &allocated;
     let content_hash = fingerprints.content_hash(plan.manifest.size);
+    // Only the blocks this backup stores keep their fingerprint here; the rest
+    // are its ancestors' (see `repo::index`).
+    let stored = Fingerprints {
+        entries: fingerprints
+            .entries
+            .into_iter()
+            .filter(|(b, _)| changed.contains(*b))
+            .collect(),
+    };
     let fp_path = repo.fingerprints_path(&plan.manifest.id);
-    fingerprints.write(&fp_path)?;
+    stored.write(&fp_path)?;
+    // Run containers: allocated regions are long runs, so the bitmaps stay small.
+    changed.optimize();
+    allocated.optimize();
     stored_bytes += std::fs::metadata(&fp_path).map(|m| m.len()).unwrap_or(0);
 
     let mut manifest = plan.manifest.clone();

@@ -354,8 +354,7 @@ pub fn run_verify(
 ) -> Result<VerifyOutcome, EngineError> {
     let index = reader.index(backup_id).map_err(|e| damaged(backup_id, e))?;
     let fps: Fingerprints = reader
-        .repository()
-        .read_fingerprints(&index)
+        .fingerprints(backup_id)
         .map_err(|e| damaged(backup_id, e))?;
     let plan = reader
         .claim_plan(backup_id)

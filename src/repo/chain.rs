@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use roaring::RoaringTreemap;
 
 use super::pack::{FrameLocation, read_frame};
-use super::{BackupIndex, RepoError, Repository, TRACKING_BLOCK_SIZE};
+use super::{BackupIndex, Fingerprints, RepoError, Repository, TRACKING_BLOCK_SIZE};
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
 /// Default bound on decompressed frames kept in memory.
@@ -107,6 +107,19 @@ impl ChainReader {
             }
         }
         Ok(ClaimPlan { sources, allocated })
+    }
+
+    /// The fingerprint of every allocated block as of `backup_id`: each backup
+    /// of the chain supplies the blocks it claims (see `claim_plan`).
+    pub fn fingerprints(&self, backup_id: &str) -> Result<Fingerprints, RepoError> {
+        let plan = self.claim_plan(backup_id)?;
+        let mut entries = Vec::with_capacity(plan.allocated.len() as usize);
+        for (idx, own) in &plan.sources {
+            let stored = self.repo.read_stored_fingerprints(idx)?;
+            entries.extend(stored.entries.into_iter().filter(|(b, _)| own.contains(*b)));
+        }
+        entries.sort_unstable_by_key(|e| e.0);
+        Ok(Fingerprints { entries })
     }
 
     /// A frame, decompressed and verified, through the cache.

@@ -11,8 +11,11 @@
 //! blake3 of everything before it (32)
 //! ```
 //! `backups/<backup id>.fingerprints`: "BDFP0001", count:u64, then a 16-byte
-//! fingerprint (blake3, truncated) for each allocated block in ascending order, and
-//! a blake3 trailer. The index is written last: it is the backup's commit point.
+//! fingerprint (blake3, truncated) for each block the backup stored
+//! (`change ∩ allocated`) in ascending order, and a blake3 trailer. A backup's
+//! whole map is its chain's, newest first (`ChainReader::fingerprints`), so an
+//! incremental's metadata grows with its changes, not with the volume.
+//! The index is written last: it is the backup's commit point.
 //!
 //! Why per-block fingerprints rather than per-region hashes plus a read-back of
 //! the parent's bytes: a read-back costs a pack fetch and decompression for every
@@ -96,6 +99,11 @@ impl BackupIndex {
 
     pub fn parent_id(&self) -> Option<&str> {
         self.manifest.parent_id.as_deref()
+    }
+
+    /// Blocks whose bytes this backup stored: changed and not all-zero.
+    pub fn stored_blocks(&self) -> RoaringTreemap {
+        &self.change & &self.allocated
     }
 
     /// The extent holding `block`, if this backup stored it.
@@ -227,9 +235,10 @@ impl Fingerprints {
         write_atomic(path, &out)
     }
 
+    /// Reads a fingerprint file whose entries belong, in order, to `blocks`.
     pub fn read(
         path: &Path,
-        allocated: &RoaringTreemap,
+        blocks: &RoaringTreemap,
         object: &str,
     ) -> Result<Fingerprints, RepoError> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
@@ -249,10 +258,10 @@ impl Fingerprints {
         let mut count_bytes = [0u8; 8];
         count_bytes.copy_from_slice(&body[8..16]);
         let count = u64::from_le_bytes(count_bytes);
-        if count != allocated.len() || (body.len() - 16) as u64 != count * 16 {
-            return Err(bad("fingerprint count differs from the allocated bitmap"));
+        if count != blocks.len() || (body.len() - 16) as u64 != count * 16 {
+            return Err(bad("fingerprint count differs from the stored blocks"));
         }
-        let entries = allocated
+        let entries = blocks
             .iter()
             .zip(body[16..].chunks_exact(16))
             .map(|(block, fp)| {

@@ -103,10 +103,12 @@ impl Repository {
         BackupIndex::decode(&bytes, &object)
     }
 
-    pub fn read_fingerprints(&self, index: &BackupIndex) -> Result<Fingerprints, RepoError> {
+    /// The fingerprints this backup stored: one per block it holds data for
+    /// (`change ∩ allocated`). The whole volume's map is `ChainReader::fingerprints`.
+    pub fn read_stored_fingerprints(&self, index: &BackupIndex) -> Result<Fingerprints, RepoError> {
         Fingerprints::read(
             &self.fingerprints_path(index.id()),
-            &index.allocated,
+            &index.stored_blocks(),
             &format!("fingerprints {}", index.id()),
         )
     }
