@@ -5,6 +5,12 @@
 //! Indexes are loaded once and kept; decompressed frames are kept in a cache
 //! bounded in bytes, because a delta volume is read in small scattered pieces
 //! that hit the same frames again and again.
+//!
+//! For delta volumes: `engine::Service::chain_reader()` is the shared reader;
+//! `change_bitmap(id)` and `allocated_bitmap(id)` are a backup's bitmaps of
+//! 4 KiB tracking blocks; `read_block(second, block)` (or `read_blocks` for a
+//! range) is a block's bytes as of `second`, `None` meaning zeros. Callers check
+//! the backup's catalog status (available) before reading.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +26,9 @@ pub const DEFAULT_FRAME_CACHE_BYTES: usize = 64 << 20;
 /// Chains longer than this are treated as damaged (a parent loop would never end).
 const MAX_CHAIN_LEN: usize = 100_000;
 
+/// A backup and its ancestors, newest first.
+pub type Chain = Arc<Vec<Arc<BackupIndex>>>;
+
 /// Which backup supplies each tracking block when restoring a backup.
 pub struct ClaimPlan {
     /// Newest first: each backup with the blocks it supplies (its change bitmap
@@ -32,6 +41,8 @@ pub struct ClaimPlan {
 pub struct ChainReader {
     repo: Repository,
     indexes: Mutex<HashMap<String, Arc<BackupIndex>>>,
+    /// Chains already walked: a delta volume asks for the same one per read.
+    chains: Mutex<HashMap<String, Chain>>,
     frames: Mutex<FrameCache>,
 }
 
@@ -44,6 +55,7 @@ impl ChainReader {
         ChainReader {
             repo,
             indexes: Mutex::new(HashMap::new()),
+            chains: Mutex::new(HashMap::new()),
             frames: Mutex::new(FrameCache::new(cache_bytes)),
         }
     }
@@ -65,6 +77,7 @@ impl ChainReader {
     /// Forgets a cached index (after the backup is deleted).
     pub fn forget(&self, backup_id: &str) {
         lock(&self.indexes).remove(backup_id);
+        lock(&self.chains).clear();
     }
 
     /// The change bitmap of a backup: tracking blocks that differ from its parent.
@@ -78,7 +91,10 @@ impl ChainReader {
     }
 
     /// The backup and its ancestors, newest first, ending at the full.
-    pub fn chain(&self, backup_id: &str) -> Result<Vec<Arc<BackupIndex>>, RepoError> {
+    pub fn chain(&self, backup_id: &str) -> Result<Chain, RepoError> {
+        if let Some(c) = lock(&self.chains).get(backup_id) {
+            return Ok(c.clone());
+        }
         let mut out = vec![self.index(backup_id)?];
         while let Some(parent) = out.last().and_then(|i| i.parent_id().map(str::to_string)) {
             if out.len() > MAX_CHAIN_LEN {
@@ -89,7 +105,9 @@ impl ChainReader {
             }
             out.push(self.index(&parent)?);
         }
-        Ok(out)
+        let chain: Chain = Arc::new(out);
+        lock(&self.chains).insert(backup_id.to_string(), chain.clone());
+        Ok(chain)
     }
 
     /// Roaring AND-NOT walk: which backup supplies which block for `backup_id`.
@@ -97,7 +115,7 @@ impl ChainReader {
         let mut claimed = RoaringTreemap::new();
         let mut allocated = RoaringTreemap::new();
         let mut sources = Vec::new();
-        for idx in self.chain(backup_id)? {
+        for idx in self.chain(backup_id)?.iter().cloned() {
             let mut own = &idx.change - &claimed;
             own &= &idx.allocated;
             claimed |= &idx.change;
@@ -141,7 +159,7 @@ impl ChainReader {
         backup_id: &str,
         tracking_block: u64,
     ) -> Result<Option<[u8; BLOCK]>, RepoError> {
-        for idx in self.chain(backup_id)? {
+        for idx in self.chain(backup_id)?.iter() {
             if !idx.change.contains(tracking_block) {
                 continue;
             }
