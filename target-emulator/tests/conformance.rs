@@ -10,7 +10,10 @@
 //!   reservation tests that do not write also on the read-only export ([`READ_ONLY_DATALOSS`],
 //!   with ReadOnly.ReadOnlySBC, which only runs with `--dataloss` on a write-protected unit),
 //!   and all of them on the writable export.
-//! - Skipped tests are reported, with libiscsi's reason, as the README's table lists them.
+//! - Its MultipathIO tests need two paths to the unit: every run names the export twice, as
+//!   libiscsi's multipath mode allows (each path logs in with its own initiator name).
+//!
+//! Skipped tests are printed with libiscsi's reason, as the README's table lists them.
 
 mod common;
 
@@ -100,13 +103,14 @@ fn plans() -> Vec<Plan> {
     ]
 }
 
+/// Runs `plan` against `url`, given twice: two paths to the same unit.
 fn run(plan: &Plan, url: &str) -> CuRun {
     let test = format!("--test={}", plan.selection);
     let mut args = vec![test.as_str()];
     if plan.dataloss {
         args.push("--dataloss");
     }
-    common::iscsi_test_cu(&args, &[url.to_string()], RUN_LIMIT)
+    common::iscsi_test_cu(&args, &[url.to_string(), url.to_string()], RUN_LIMIT)
 }
 
 fn line(label: &str, r: &CuRun) -> String {

@@ -17,12 +17,14 @@ pub mod provisioning;
 pub mod read_write;
 pub mod reservations;
 pub mod sense;
+pub mod unit_attention;
 
 use crate::lun::Lun;
 use cdb::{BlockRange, Command};
 pub use reservations::{Nexus, Reservations};
 use sense::{Failure, Sense};
 use std::sync::RwLock;
+use unit_attention::{Attention, UnitAttentions};
 
 /// Limits the target advertises in VPD 0xB0 and enforces.
 #[derive(Debug, Clone)]
@@ -54,6 +56,7 @@ impl Default for Limits {
 #[derive(Debug, Default)]
 pub struct UnitState {
     pub reservations: Reservations,
+    pub attentions: UnitAttentions,
     /// Taken shared by every command that touches the medium and exclusively by COMPARE AND
     /// WRITE and ORWRITE, whose read-decide-write must be atomic (SBC-4 §5.3).
     media: RwLock<()>,
@@ -62,6 +65,31 @@ pub struct UnitState {
 impl UnitState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A session of `nexus` logged in.
+    pub fn session_started(&self, nexus: &Nexus) {
+        self.attentions.attach(nexus);
+    }
+
+    /// A session of `nexus` ended; when it was the nexus's last, the nexus is lost.
+    pub fn session_ended(&self, nexus: &Nexus) {
+        if self.attentions.detach(nexus) {
+            self.reservations.nexus_lost(nexus);
+        }
+    }
+
+    /// LOGICAL UNIT RESET (SAM-5 §6.3.3): RESERVE(6) reservations go and every nexus hears
+    /// BUS DEVICE RESET FUNCTION OCCURRED.
+    pub fn logical_unit_reset(&self) {
+        self.reservations.reset();
+        self.attentions.post_all(Attention::BusDeviceReset);
+    }
+
+    /// TARGET WARM or COLD RESET: as a logical unit reset, without the unit attention (see
+    /// [`unit_attention`] for why).
+    pub fn target_reset(&self) {
+        self.reservations.reset();
     }
 }
 
@@ -169,6 +197,9 @@ pub fn prepare(
             };
         }
     };
+    if let Some(attention) = state.attentions.report(nexus, &command) {
+        return Err(attention.into());
+    }
     state.reservations.check(nexus, &command)?;
     let bs = lun.block_size() as u64;
     let length_field = length_field(cdb_bytes[0]);
@@ -265,7 +296,8 @@ pub fn execute(
                 Command::RequestSense {
                     allocation_length,
                     descriptor_format,
-                } => Ok(Reply::good(request_sense(
+                } => Ok(Reply::good(sense_data(
+                    None,
                     descriptor_format,
                     allocation_length,
                 ))),
@@ -290,10 +322,14 @@ pub fn execute(
         Command::RequestSense {
             descriptor_format,
             allocation_length,
-        } => Ok(Reply::good(request_sense(
-            *descriptor_format,
-            *allocation_length,
-        ))),
+        } => {
+            let pending = state.attentions.take(nexus);
+            Ok(Reply::good(sense_data(
+                pending,
+                *descriptor_format,
+                *allocation_length,
+            )))
+        }
         Command::Inquiry {
             evpd,
             page,
@@ -348,10 +384,15 @@ pub fn execute(
             .reservations
             .persistent_reserve_in(*service_action, *allocation_length)
             .map(Reply::good),
-        Command::PersistentReserveOut(out) => state
-            .reservations
-            .persistent_reserve_out(nexus, out, data_out)
-            .map(|_| Reply::good(Vec::new())),
+        Command::PersistentReserveOut(out) => {
+            let told = state
+                .reservations
+                .persistent_reserve_out(nexus, out, data_out)?;
+            for (other, attention) in told {
+                state.attentions.post(&other, attention);
+            }
+            Ok(Reply::good(Vec::new()))
+        }
         Command::Reserve => state
             .reservations
             .reserve(nexus)
@@ -388,13 +429,189 @@ fn report_luns(alloc: u32) -> Vec<u8> {
     truncate(d, alloc as usize)
 }
 
-/// REQUEST SENSE (SPC-4 §6.39): we report sense with every CHECK CONDITION (autosense), so there
-/// is never pending sense: NO SENSE.
-fn request_sense(descriptor_format: bool, alloc: u8) -> Vec<u8> {
+/// REQUEST SENSE (SPC-4 §6.39): every CHECK CONDITION carries its sense (autosense), so the
+/// only thing pending is a unit attention condition; otherwise NO SENSE.
+fn sense_data(pending: Option<Sense>, descriptor_format: bool, alloc: u8) -> Vec<u8> {
+    let sense = pending.unwrap_or_else(Sense::no_sense);
     let d = if descriptor_format {
-        vec![0x72, 0, 0, 0, 0, 0, 0, 0]
+        sense.to_descriptor_bytes()
     } else {
-        Sense::new(sense::SenseKey::NoSense, 0, 0).to_bytes()
+        sense.to_bytes()
     };
     truncate(d, alloc as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lun::{LunError, Provisioning};
+    use std::sync::Mutex;
+
+    /// A LUN in memory, for the command paths; files are tested in `lun.rs` and end to end.
+    struct Memory(Mutex<Vec<u8>>);
+
+    impl Lun for Memory {
+        fn block_size(&self) -> u32 {
+            512
+        }
+        fn block_count(&self) -> u64 {
+            64
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), LunError> {
+            let m = self.0.lock().unwrap();
+            let at = lba as usize * 512;
+            buf.copy_from_slice(&m[at..at + buf.len()]);
+            Ok(())
+        }
+        fn write(&self, lba: u64, data: &[u8]) -> Result<(), LunError> {
+            let mut m = self.0.lock().unwrap();
+            let at = lba as usize * 512;
+            m[at..at + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+        fn provisioning(&self, lba: u64) -> Result<(Provisioning, u64), LunError> {
+            Ok((Provisioning::Mapped, 64 - lba))
+        }
+        fn serial(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    struct Unit {
+        lun: Memory,
+        state: UnitState,
+    }
+
+    impl Unit {
+        fn new(fill: u8) -> Self {
+            Self {
+                lun: Memory(Mutex::new(vec![fill; 64 * 512])),
+                state: UnitState::new(),
+            }
+        }
+        fn target(&self) -> Addressed<'_> {
+            Addressed::Lun {
+                lun: &self.lun,
+                state: &self.state,
+            }
+        }
+        /// Prepares and runs `cdb` from `nexus` with `data` as the data-out buffer.
+        fn run(&self, nexus: &Nexus, cdb: &[u8], data: &[u8]) -> Result<Reply, Failure> {
+            let limits = Limits::default();
+            let p = prepare(cdb, self.target(), nexus, &limits)?;
+            let p = p.fit_to(data.len(), 512)?;
+            execute(&p, self.target(), nexus, &data[..p.data_out_len], &limits)
+        }
+        fn block(&self, lba: usize) -> Vec<u8> {
+            self.lun.0.lock().unwrap()[lba * 512..(lba + 1) * 512].to_vec()
+        }
+    }
+
+    fn nexus(n: u8) -> Nexus {
+        Nexus::new("iqn.2026-11.test:scsi", [0x80, 0, 0, 0, 0, n])
+    }
+
+    fn write10(lba: u32, blocks: u16) -> [u8; 10] {
+        let mut c = [0u8; 10];
+        c[0] = cdb::op::WRITE_10;
+        c[2..6].copy_from_slice(&lba.to_be_bytes());
+        c[7..9].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+
+    fn compare_and_write(lba: u64, blocks: u8) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[0] = cdb::op::COMPARE_AND_WRITE;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[13] = blocks;
+        c
+    }
+
+    const TEST_UNIT_READY: [u8; 6] = [0; 6];
+
+    #[test]
+    fn a_short_transfer_length_shrinks_a_write_to_whole_blocks() {
+        let u = Unit::new(b'a');
+        u.run(&nexus(1), &write10(0, 2), &[b'b'; 512]).unwrap();
+        assert_eq!(u.block(0), vec![b'b'; 512]);
+        assert_eq!(u.block(1), vec![b'a'; 512], "only what was sent is written");
+        assert_eq!(
+            u.run(&nexus(1), &write10(0, 1), &[b'c'; 200]),
+            Err(Sense::invalid_field_in_information_unit().into())
+        );
+        u.run(&nexus(1), &write10(0, 1), &[]).unwrap();
+        assert_eq!(u.block(0), vec![b'b'; 512]);
+    }
+
+    #[test]
+    fn compare_and_write_writes_only_on_a_match() {
+        let u = Unit::new(b'A');
+        let mut data = vec![b'A'; 512];
+        data.extend_from_slice(&[b'B'; 512]);
+        u.run(&nexus(1), &compare_and_write(3, 1), &data).unwrap();
+        assert_eq!(u.block(3), vec![b'B'; 512]);
+        data[100] = b'x';
+        let err = u.run(&nexus(1), &compare_and_write(3, 1), &data);
+        let Err(Failure::Check(sense)) = err else {
+            panic!("expected a miscompare, got {err:?}")
+        };
+        assert_eq!(
+            (sense.key, sense.information),
+            (sense::SenseKey::Miscompare, Some(0))
+        );
+        // The one-byte count of 256 blocks wraps to 0; the data-out says otherwise.
+        assert_eq!(
+            u.run(&nexus(1), &compare_and_write(0, 0), &[0; 1024]),
+            Err(Sense::invalid_field_in_cdb(13).into())
+        );
+    }
+
+    #[test]
+    fn orwrite_ors_into_the_medium() {
+        let u = Unit::new(0x0f);
+        let mut c = [0u8; 16];
+        c[0] = cdb::op::ORWRITE_16;
+        c[2..10].copy_from_slice(&5u64.to_be_bytes());
+        c[10..14].copy_from_slice(&1u32.to_be_bytes());
+        u.run(&nexus(1), &c, &[0xf0; 512]).unwrap();
+        assert_eq!(u.block(5), vec![0xff; 512]);
+    }
+
+    #[test]
+    fn reservation_conflict_is_its_own_status() {
+        let u = Unit::new(0);
+        u.state.reservations.reserve(&nexus(1)).unwrap();
+        let err = u.run(&nexus(2), &write10(0, 1), &[0; 512]).unwrap_err();
+        assert_eq!(err.status(), sense::status::RESERVATION_CONFLICT);
+        assert!(err.sense_bytes().is_empty());
+    }
+
+    #[test]
+    fn a_logical_unit_reset_is_reported_once_to_every_nexus() {
+        let u = Unit::new(0);
+        let (a, b) = (nexus(1), nexus(2));
+        u.state.session_started(&a);
+        u.state.session_started(&b);
+        u.state.logical_unit_reset();
+        let inquiry = [cdb::op::INQUIRY, 0, 0, 0, 96, 0];
+        assert!(
+            u.run(&a, &inquiry, &[]).is_ok(),
+            "INQUIRY does not report it"
+        );
+        let Err(Failure::Check(s)) = u.run(&a, &TEST_UNIT_READY, &[]) else {
+            panic!("expected a unit attention")
+        };
+        assert_eq!(
+            (s.key, s.asc, s.ascq),
+            (sense::SenseKey::UnitAttention, 0x29, 0x03)
+        );
+        assert!(u.run(&a, &TEST_UNIT_READY, &[]).is_ok());
+        let request_sense = [cdb::op::REQUEST_SENSE, 0, 0, 0, 18, 0];
+        let d = u.run(&b, &request_sense, &[]).unwrap().data;
+        assert_eq!((d[2], d[12], d[13]), (6, 0x29, 0x03));
+        assert!(u.run(&b, &TEST_UNIT_READY, &[]).is_ok());
+    }
 }

@@ -7,13 +7,16 @@
 //! is written anywhere (REPORT CAPABILITIES says PTPL_C=0 and APTPL=1 is refused). This module
 //! must never do I/O; it only decides, and keeps the state behind a mutex.
 //!
-//! Not implemented: unit attentions for preempted or released reservations, REGISTER AND MOVE,
-//! REPLACE LOST RESERVATION, SPEC_I_PT and ALL_TG_PT (refused as invalid fields).
+//! PERSISTENT RESERVE OUT says which nexuses must hear about what it did (unit attentions);
+//! the caller establishes those conditions.
+//!
+//! Not implemented: REGISTER AND MOVE, REPLACE LOST RESERVATION, SPEC_I_PT and ALL_TG_PT
+//! (refused as invalid fields).
 
 use super::cdb::{Command, ReserveOut};
 use super::sense::{Failure, Sense};
 use super::truncate;
-use std::collections::HashMap;
+use super::unit_attention::Attention;
 use std::sync::{Mutex, MutexGuard};
 
 /// An I_T nexus (SAM-5 §4.6.3): one initiator port talking to our one target port. For iSCSI
@@ -188,8 +191,6 @@ struct State {
     persistent: Option<Persistent>,
     /// The holder of a RESERVE(6) reservation.
     legacy: Option<Nexus>,
-    /// Sessions open per nexus: the nexus is lost when its last session ends.
-    sessions: HashMap<Nexus, usize>,
 }
 
 impl State {
@@ -219,10 +220,12 @@ impl State {
     }
 
     /// Removes the registration of `nexus` and, with it, whatever reservation it held alone
-    /// (SPC-4 §5.13.11.2.3).
-    fn unregister(&mut self, nexus: &Nexus) {
+    /// (SPC-4 §5.13.11.2.3). Releasing a registrants-only reservation this way tells the other
+    /// registrants.
+    fn unregister(&mut self, nexus: &Nexus) -> Vec<(Nexus, Attention)> {
         let was_holder = self.holds(nexus);
         self.registrations.retain(|r| &r.nexus != nexus);
+        let mut told = Vec::new();
         if let Some(p) = &self.persistent {
             let release = if p.kind.all_registrants() {
                 self.registrations.is_empty()
@@ -230,14 +233,32 @@ impl State {
                 was_holder
             };
             if release {
+                if p.kind.registrants_share() {
+                    told = self.others(nexus, Attention::ReservationsReleased);
+                }
                 self.persistent = None;
             }
         }
+        told
     }
 
-    /// Removes every registration with `key` except that of `keep`; whether any went.
-    fn remove_key(&mut self, key: u64, keep: &Nexus) -> bool {
-        let before = self.registrations.len();
+    /// `attention` for every registrant but `except`.
+    fn others(&self, except: &Nexus, attention: Attention) -> Vec<(Nexus, Attention)> {
+        self.registrations
+            .iter()
+            .filter(|r| &r.nexus != except)
+            .map(|r| (r.nexus.clone(), attention))
+            .collect()
+    }
+
+    /// Removes every registration with `key` except that of `keep`; the nexuses removed.
+    fn remove_key(&mut self, key: u64, keep: &Nexus) -> Vec<Nexus> {
+        let removed: Vec<Nexus> = self
+            .registrations
+            .iter()
+            .filter(|r| r.key == key && &r.nexus != keep)
+            .map(|r| r.nexus.clone())
+            .collect();
         self.registrations
             .retain(|r| r.key != key || &r.nexus == keep);
         if let Some(p) = &self.persistent {
@@ -250,7 +271,7 @@ impl State {
                 self.persistent = None;
             }
         }
-        self.registrations.len() != before
+        removed
     }
 }
 
@@ -275,27 +296,12 @@ impl Reservations {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A session on `nexus` has logged in.
-    pub fn session_started(&self, nexus: &Nexus) {
-        *self.lock().sessions.entry(nexus.clone()).or_insert(0) += 1;
-    }
-
-    /// A session on `nexus` has ended. When it was the last one the nexus is lost, which
-    /// releases its RESERVE(6) reservation (SPC-2 §5.5.1); registrations stay.
-    pub fn session_ended(&self, nexus: &Nexus) {
+    /// The I_T nexus is lost (its last session ended): its RESERVE(6) reservation goes
+    /// (SPC-2 §5.5.1); registrations stay.
+    pub fn nexus_lost(&self, nexus: &Nexus) {
         let mut s = self.lock();
-        let remaining = match s.sessions.get_mut(nexus) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n
-            }
-            None => 0,
-        };
-        if remaining == 0 {
-            s.sessions.remove(nexus);
-            if s.legacy.as_ref() == Some(nexus) {
-                s.legacy = None;
-            }
+        if s.legacy.as_ref() == Some(nexus) {
+            s.legacy = None;
         }
     }
 
@@ -456,13 +462,14 @@ impl Reservations {
         Ok(length as usize)
     }
 
-    /// PERSISTENT RESERVE OUT (SPC-4 §6.16, §5.13.7–5.13.11) from `nexus`.
+    /// PERSISTENT RESERVE OUT (SPC-4 §6.16, §5.13.7–5.13.11) from `nexus`. Returns the unit
+    /// attention conditions to establish.
     pub fn persistent_reserve_out(
         &self,
         nexus: &Nexus,
         out: &ReserveOut,
         params: &[u8],
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<(Nexus, Attention)>, Failure> {
         let p = parse_parameters(out, params)?;
         let mut s = self.lock();
         let registered = s.key_of(nexus);
@@ -481,22 +488,24 @@ impl Reservations {
                             });
                             s.generation = s.generation.wrapping_add(1);
                         }
+                        Ok(Vec::new())
                     }
                     Some(key) => {
                         if !ignore && p.key != key {
                             return Err(Failure::ReservationConflict);
                         }
-                        if p.service_action_key == 0 {
-                            s.unregister(nexus);
+                        let told = if p.service_action_key == 0 {
+                            s.unregister(nexus)
                         } else {
                             for r in s.registrations.iter_mut().filter(|r| &r.nexus == nexus) {
                                 r.key = p.service_action_key;
                             }
-                        }
+                            Vec::new()
+                        };
                         s.generation = s.generation.wrapping_add(1);
+                        Ok(told)
                     }
                 }
-                Ok(())
             }
             action => {
                 // Everything else needs a registered nexus naming its own key.
@@ -512,31 +521,40 @@ impl Reservations {
                                     holder: nexus.clone(),
                                     kind,
                                 });
-                                Ok(())
+                                Ok(Vec::new())
                             }
-                            Some(existing) if existing.kind == kind && s.holds(nexus) => Ok(()),
+                            Some(existing) if existing.kind == kind && s.holds(nexus) => {
+                                Ok(Vec::new())
+                            }
                             Some(_) => Err(Failure::ReservationConflict),
                         }
                     }
                     out_action::RELEASE => {
                         let Some(existing) = &s.persistent else {
-                            return Ok(());
+                            return Ok(Vec::new());
                         };
                         if !s.holds(nexus) {
-                            return Ok(());
+                            return Ok(Vec::new());
                         }
                         if out.scope != LU_SCOPE || Kind::from_code(out.kind) != Some(existing.kind)
                         {
                             return Err(Sense::invalid_release_of_persistent_reservation().into());
                         }
+                        // SPC-4 §5.13.11.2.2: releasing a reservation others shared tells them.
+                        let told = if existing.kind.registrants_share() {
+                            s.others(nexus, Attention::ReservationsReleased)
+                        } else {
+                            Vec::new()
+                        };
                         s.persistent = None;
-                        Ok(())
+                        Ok(told)
                     }
                     out_action::CLEAR => {
+                        let told = s.others(nexus, Attention::ReservationsPreempted);
                         s.registrations.clear();
                         s.persistent = None;
                         s.generation = s.generation.wrapping_add(1);
-                        Ok(())
+                        Ok(told)
                     }
                     // PREEMPT AND ABORT also aborts the preempted nexuses' tasks; a command
                     // here runs to completion before the next starts, so none are pending.
@@ -551,39 +569,63 @@ impl Reservations {
 }
 
 /// PREEMPT (SPC-4 §5.13.11.4): remove the registrations with the service action key, and if
-/// they held the reservation, take it over with the type in the CDB.
-fn preempt(s: &mut State, nexus: &Nexus, out: &ReserveOut, p: &Parameters) -> Result<(), Failure> {
+/// they held the reservation, take it over with the type in the CDB. The preempted nexuses
+/// hear REGISTRATIONS PREEMPTED; other registrants hear RESERVATIONS RELEASED when the
+/// reservation changed hands.
+fn preempt(
+    s: &mut State,
+    nexus: &Nexus,
+    out: &ReserveOut,
+    p: &Parameters,
+) -> Result<Vec<(Nexus, Attention)>, Failure> {
     let target = p.service_action_key;
-    match s.persistent.clone() {
+    let (removed, took_over) = match s.persistent.clone() {
         Some(existing) if existing.kind.all_registrants() && target == 0 => {
             let kind = kind_and_scope(out)?;
+            let removed = s
+                .registrations
+                .iter()
+                .filter(|r| &r.nexus != nexus)
+                .map(|r| r.nexus.clone())
+                .collect();
             s.registrations.retain(|r| &r.nexus == nexus);
             s.persistent = Some(Persistent {
                 holder: nexus.clone(),
                 kind,
             });
+            (removed, true)
         }
         Some(existing)
             if !existing.kind.all_registrants() && s.key_of(&existing.holder) == Some(target) =>
         {
             let kind = kind_and_scope(out)?;
-            s.remove_key(target, nexus);
+            let removed = s.remove_key(target, nexus);
             s.persistent = Some(Persistent {
                 holder: nexus.clone(),
                 kind,
             });
+            (removed, existing.kind != kind || existing.holder != *nexus)
         }
         _ => {
             if target == 0 {
                 return Err(Sense::invalid_field_in_parameter_list(8).into());
             }
-            if !s.remove_key(target, nexus) {
+            let removed = s.remove_key(target, nexus);
+            if removed.is_empty() {
                 return Err(Failure::ReservationConflict);
             }
+            (removed, false)
         }
-    }
+    };
     s.generation = s.generation.wrapping_add(1);
-    Ok(())
+    let mut told: Vec<(Nexus, Attention)> = removed
+        .into_iter()
+        .map(|n| (n, Attention::RegistrationsPreempted))
+        .collect();
+    if took_over {
+        told.extend(s.others(nexus, Attention::ReservationsReleased));
+    }
+    Ok(told)
 }
 
 fn kind_and_scope(out: &ReserveOut) -> Result<Kind, Failure> {
@@ -658,7 +700,7 @@ mod tests {
         kind: u8,
         key: u64,
         sa_key: u64,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<(Nexus, Attention)>, Failure> {
         let (o, p) = out(sa, kind, key, sa_key);
         r.persistent_reserve_out(n, &o, &p)
     }
@@ -793,8 +835,9 @@ mod tests {
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &b, out_action::REGISTER, 0, 0, 2).unwrap();
         let before = keys(&r).0;
-        run(&r, &b, out_action::PREEMPT, 3, 2, 1).unwrap();
+        let told = run(&r, &b, out_action::PREEMPT, 3, 2, 1).unwrap();
         assert_eq!(keys(&r), (before + 1, vec![2]));
+        assert_eq!(told, vec![(a.clone(), Attention::RegistrationsPreempted)]);
         assert_eq!(
             run(&r, &b, out_action::PREEMPT, 3, 2, 9),
             Err(Failure::ReservationConflict)
@@ -833,7 +876,6 @@ mod tests {
     fn legacy_reservation_follows_its_nexus() {
         let r = Reservations::new();
         let (a, b) = (nexus(1), nexus(2));
-        r.session_started(&a);
         r.reserve(&a).unwrap();
         r.reserve(&a).unwrap();
         assert_eq!(r.reserve(&b), Err(Failure::ReservationConflict));
@@ -844,7 +886,7 @@ mod tests {
             r.check(&b, &READ).is_err(),
             "RELEASE from a non-holder does nothing"
         );
-        r.session_ended(&a);
+        r.nexus_lost(&a);
         assert!(r.check(&b, &READ).is_ok(), "nexus loss releases it");
         r.reserve(&b).unwrap();
         r.reset();

@@ -159,6 +159,14 @@ impl Sense {
     pub const fn protocol_service_crc_error() -> Self {
         Self::new(SenseKey::AbortedCommand, 0x47, 0x05)
     }
+    /// UNIT ATTENTION with the condition's code (SAM-5 §5.14).
+    pub const fn unit_attention(asc: u8, ascq: u8) -> Self {
+        Self::new(SenseKey::UnitAttention, asc, ascq)
+    }
+    /// NO SENSE: nothing to report (REQUEST SENSE with no pending condition).
+    pub const fn no_sense() -> Self {
+        Self::new(SenseKey::NoSense, 0, 0)
+    }
     /// ILLEGAL REQUEST / SAVING PARAMETERS NOT SUPPORTED (39h/00h).
     pub const fn saving_parameters_not_supported() -> Self {
         Self::new(SenseKey::IllegalRequest, 0x39, 0x00)
@@ -214,6 +222,29 @@ impl Sense {
     }
 }
 
+impl Sense {
+    /// Descriptor-format sense data (SPC-4 §4.5.2, response code 72h): the header, then an
+    /// information descriptor and a sense-key specific descriptor when they have content.
+    pub fn to_descriptor_bytes(&self) -> Vec<u8> {
+        let mut b = vec![0x72, self.key as u8, self.asc, self.ascq, 0, 0, 0, 0];
+        if let Some(info) = self.information {
+            b.extend_from_slice(&[0x00, 0x0a, 0x80, 0]);
+            b.extend_from_slice(&(info as u64).to_be_bytes());
+        }
+        if let Some(f) = self.field {
+            let mut flags = 0x80 | if f.in_cdb { 0x40 } else { 0 };
+            if let Some(bit) = f.bit {
+                flags |= 0x08 | (bit & 7);
+            }
+            b.extend_from_slice(&[0x02, 0x06, 0, 0, flags]);
+            b.extend_from_slice(&f.byte.to_be_bytes());
+            b.push(0);
+        }
+        b[7] = (b.len() - 8) as u8;
+        b
+    }
+}
+
 impl std::fmt::Display for Sense {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -247,6 +278,15 @@ mod tests {
             0x70, 0, 5, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x24, 0, 0, 0xc0, 0, 1,
         ];
         assert_eq!(Sense::invalid_field_in_cdb(1).to_bytes(), want);
+    }
+
+    #[test]
+    fn descriptor_format_carries_the_same_codes() {
+        let d = Sense::unit_attention(0x29, 0x03).to_descriptor_bytes();
+        assert_eq!(d, [0x72, 6, 0x29, 0x03, 0, 0, 0, 0]);
+        let d = Sense::invalid_field_in_cdb(1).to_descriptor_bytes();
+        assert_eq!(d[7] as usize, d.len() - 8);
+        assert_eq!(&d[8..], &[0x02, 0x06, 0, 0, 0xc0, 0, 1, 0]);
     }
 
     #[test]

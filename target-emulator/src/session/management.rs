@@ -85,15 +85,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 self.abort_all();
                 (tmf::FUNCTION_COMPLETE, false)
             }
-            tmf::LOGICAL_UNIT_RESET | tmf::TARGET_WARM_RESET => {
+            tmf::LOGICAL_UNIT_RESET => {
                 self.abort_all();
-                self.reset_unit();
+                if let Some(u) = &self.unit {
+                    u.logical_unit_reset();
+                }
                 (tmf::FUNCTION_COMPLETE, false)
             }
-            tmf::TARGET_COLD_RESET => {
+            tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
                 self.abort_all();
-                self.reset_unit();
-                (tmf::FUNCTION_COMPLETE, true)
+                // One logical unit per target name: a target reset resets just this one.
+                if let Some(u) = &self.unit {
+                    u.target_reset();
+                }
+                (tmf::FUNCTION_COMPLETE, t.function == tmf::TARGET_COLD_RESET)
             }
             tmf::TASK_REASSIGN => (tmf::REASSIGNMENT_NOT_SUPPORTED, false),
             _ => (tmf::FUNCTION_REJECTED, false),
@@ -113,15 +118,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         } else {
             Flow::Continue
         })
-    }
-
-    /// A logical unit reset (SAM-5 §6.3.3) of this session's unit: its RESERVE(6) reservation
-    /// goes; persistent reservations stay. The target has one unit per target name, so a
-    /// target reset resets just this one.
-    fn reset_unit(&self) {
-        if let Some(u) = &self.unit {
-            u.reservations.reset();
-        }
     }
 
     pub(super) async fn on_text(&mut self, t: TextRequest) -> std::io::Result<Flow> {

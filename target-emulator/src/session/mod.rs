@@ -130,7 +130,7 @@ pub async fn serve<R, W>(
     // The I_T nexus this session is (RFC 7143 §4.2.7.1): what reservations are keyed by.
     let nexus = Nexus::new(est.initiator_name.clone(), est.isid);
     if let Some(u) = &unit {
-        u.reservations.session_started(&nexus);
+        u.session_started(&nexus);
     }
     let export_closed = lease.as_ref().map(|l| l.closed.clone()).unwrap_or_default();
     info!(
@@ -165,8 +165,7 @@ pub async fn serve<R, W>(
         _ = shutdown.cancelled() => "target shutting down".to_string(),
     };
     if let Some(u) = &session.unit {
-        // I_T nexus loss: its RESERVE(6) reservation goes (SPC-2 §5.5.1).
-        u.reservations.session_ended(&session.nexus);
+        u.session_ended(&session.nexus);
     }
     info!(%peer, initiator = %session.est.initiator_name, target = %session.est.target_name, "logout: {reason}");
 }

@@ -377,11 +377,13 @@ pub struct Tgtd {
 
 impl Tgtd {
     pub fn start() -> Self {
-        for attempt in 0..5 {
+        static STARTED: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        for _ in 0..5 {
+            let attempt = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
             let port = free_loopback_port();
-            // The control "port" names the unix socket /var/run/tgtd/socket.N; a live tgtd
-            // holds its lock, so a clash makes ours exit and we try another number.
-            let control = 20000 + (std::process::id() as u16 % 20000) + attempt * 997;
+            // The control "port" (1..32767) names the unix socket /var/run/tgtd/socket.N; a
+            // live tgtd holds its lock, so a clash makes ours exit and we try another number.
+            let control = 1000 + (std::process::id() % 24000) as u16 + attempt * 997;
             let child = Command::new("tgtd")
                 .args(["-f", "-C", &control.to_string()])
                 .args(["--iscsi", &format!("portal=127.0.0.1:{port}")])
