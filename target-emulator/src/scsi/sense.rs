@@ -1,7 +1,10 @@
-//! Sense data: the one place where SCSI errors become bytes (SPC-4 §4.4.2, fixed format 0x70).
+//! Sense data: the one place where SCSI errors become bytes (SPC-4 §4.5, fixed format 70h and,
+//! for REQUEST SENSE with DESC=1, descriptor format 72h).
 //!
-//! Every handler returns `Result<_, Sense>`; the session puts [`Sense::to_bytes`] in the SCSI
-//! Response with status CHECK CONDITION. Lun errors are mapped here too ([`Sense::from_lun_error`]).
+//! Every handler returns `Result<_, Sense>`; [`Failure`] adds RESERVATION CONFLICT, the one
+//! failure without sense data. The session puts [`Failure::status`] and
+//! [`Failure::sense_bytes`] in the SCSI Response. Lun errors are mapped here too
+//! ([`Sense::from_lun_error`]).
 
 use crate::lun::LunError;
 
