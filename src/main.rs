@@ -94,13 +94,12 @@ enum VolumeCommand {
         #[arg(long)]
         path: PathBuf,
     },
+    /// All volumes.
     List,
-    Show {
-        volume: String,
-    },
-    Delete {
-        volume: String,
-    },
+    /// One volume (id or name), with its path, size and status.
+    Show { volume: String },
+    /// Remove a volume (a managed volume's file too); its backups stay.
+    Delete { volume: String },
 }
 
 #[derive(Subcommand)]
@@ -123,14 +122,14 @@ enum BackupCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Backups, oldest first, optionally of one volume.
     List {
         #[arg(long)]
         volume: Option<String>,
     },
-    Show {
-        id: String,
-    },
-    /// Refused while incrementals depend on the backup.
+    /// One backup, with progress while it runs.
+    Show { id: String },
+    /// Delete a backup; refused while incrementals depend on the backup.
     Delete {
         id: String,
         /// Cancel a running backup and remove what it wrote.
@@ -152,17 +151,11 @@ enum BackupCommand {
         wait: bool,
     },
     /// Read and check everything a restore of the backup needs.
-    Verify {
-        id: String,
-    },
+    Verify { id: String },
     /// The backup's change bitmap as runs of 4 KiB tracking blocks.
-    ChangedBlocks {
-        id: String,
-    },
+    ChangedBlocks { id: String },
     /// The backup's allocated (non-zero) tracking blocks as runs.
-    AllocatedBlocks {
-        id: String,
-    },
+    AllocatedBlocks { id: String },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -25,7 +25,7 @@ use super::source::data_ranges;
 use super::{EngineError, JobControl, worker_count};
 use crate::catalog::time::now_rfc3339;
 use crate::repo::index::fingerprint;
-use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter};
+use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter, frame_hash_of};
 use crate::repo::{
     BackupIndex, BackupManifest, Codec, Extent, Fingerprints, Repository, TRACKING_BLOCK_SIZE,
 };
@@ -97,23 +97,56 @@ pub fn run_backup(
     std::thread::scope(|scope| {
         let file = &file;
         let ranges = &ranges;
-        scope.spawn(move || read_pieces(file, ranges, piece_tx, control));
+        // Pieces queued for workers, being worked on, and one being read.
+        let limit = workers * 3 + 1;
+        let (free_tx, free_rx) = sync_channel::<Vec<u8>>(limit);
+        let pool = BufferPool {
+            free: free_rx,
+            made: 0,
+            limit,
+        };
+        scope.spawn(move || read_pieces(file, ranges, piece_tx, pool, control));
         for _ in 0..workers {
             let rx = piece_rx.clone();
             let tx = result_tx.clone();
+            let free = free_tx.clone();
             let fps = parent_fps.clone();
             let codec = plan.codec;
-            scope.spawn(move || work_pieces(rx, tx, &fps, codec));
+            scope.spawn(move || work_pieces(rx, tx, free, &fps, codec));
         }
         drop(result_tx);
+        drop(free_tx);
         write_results(repo, &plan, result_rx, &parent_allocated, control)
     })
+}
+
+/// Piece buffers in circulation: the reader takes one (waiting when all are
+/// in flight), a worker gives it back. Reusing them bounds memory by
+/// construction and avoids faulting in fresh pages for every 4 MiB read.
+struct BufferPool {
+    free: Receiver<Vec<u8>>,
+    made: usize,
+    limit: usize,
+}
+
+impl BufferPool {
+    fn take(&mut self) -> Option<Vec<u8>> {
+        if let Ok(buf) = self.free.try_recv() {
+            return Some(buf);
+        }
+        if self.made < self.limit {
+            self.made += 1;
+            return Some(Vec::with_capacity(PIECE_LEN));
+        }
+        self.free.recv().ok()
+    }
 }
 
 fn read_pieces(
     file: &File,
     ranges: &[(u64, u64)],
     tx: SyncSender<Result<Piece, EngineError>>,
+    mut pool: BufferPool,
     control: &JobControl,
 ) {
     for &(start, end) in ranges {
@@ -124,7 +157,8 @@ fn read_pieces(
                 return;
             }
             let len = ((end - pos) as usize).min(PIECE_LEN);
-            let mut data = vec![0u8; len];
+            let Some(mut data) = pool.take() else { return };
+            data.resize(len, 0);
             if let Err(e) = file.read_exact_at(&mut data, pos) {
                 let _ = tx.send(Err(EngineError::io(format!("volume read at {pos}"), e)));
                 return;
@@ -146,6 +180,7 @@ fn read_pieces(
 fn work_pieces(
     rx: Arc<Mutex<Receiver<Result<Piece, EngineError>>>>,
     tx: SyncSender<Result<PieceResult, EngineError>>,
+    free: SyncSender<Vec<u8>>,
     parent: &Fingerprints,
     codec: Codec,
 ) {
@@ -155,7 +190,11 @@ fn work_pieces(
             Err(_) => return,
         };
         let Ok(piece) = next else { return };
-        let result = piece.and_then(|p| process_piece(&p, parent, codec));
+        let result = piece.and_then(|p| {
+            let r = process_piece(&p, parent, codec);
+            let _ = free.try_send(p.data);
+            r
+        });
         if tx.send(result).is_err() {
             return;
         }
@@ -181,7 +220,10 @@ fn process_piece(
         |run: &mut Option<(usize, usize)>, out: &mut PieceResult| -> Result<(), EngineError> {
             if let Some((first, count)) = run.take() {
                 let raw = &piece.data[first * BLOCK..(first + count) * BLOCK];
-                let frame = EncodedFrame::encode(raw, codec)?;
+                let first_block = piece.first_block + first as u64;
+                let at = out.fingerprints.partition_point(|f| f.0 < first_block);
+                let fps = out.fingerprints[at..].iter().take(count).map(|f| &f.1);
+                let frame = EncodedFrame::encode_hashed(raw, codec, frame_hash_of(fps))?;
                 out.frames
                     .push((piece.first_block + first as u64, count as u32, frame));
             }

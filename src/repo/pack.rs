@@ -4,7 +4,7 @@
 //! Layout of `packs/<first 2 hex>/<pack id>.pack` (all integers little-endian):
 //! ```text
 //! "BDPACK01"                                   8 bytes, once
-//! frame*: "BDFR" codec:u8 0:u8*3 len:u32 stored_len:u32 blake3(uncompressed):32  (48 bytes)
+//! frame*: "BDFR" codec:u8 0:u8*3 len:u32 stored_len:u32 frame_hash:32  (48 bytes)
 //!         stored bytes                         stored_len bytes
 //! ```
 //! A pack is written under `tmp/`, fsynced and renamed into place before any
@@ -16,7 +16,9 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::TRACKING_BLOCK_SIZE;
 use super::codec::{Codec, MAX_FRAME_LEN};
+use super::index::fingerprint;
 use super::{RepoError, fsync_dir};
 
 pub const PACK_MAGIC: &[u8; 8] = b"BDPACK01";
@@ -59,7 +61,7 @@ pub struct FrameLocation {
     pub offset: u64,
     /// Stored (compressed) length, without the header.
     pub stored_len: u32,
-    /// blake3 of the uncompressed frame.
+    /// `frame_hash` of the uncompressed frame.
     pub hash: [u8; 32],
 }
 
@@ -82,7 +84,16 @@ impl EncodedFrame {
     /// Hashes and compresses `raw`; keeps it uncompressed when the codec does not
     /// make it smaller, so random data costs its own size plus the header.
     pub fn encode(raw: &[u8], codec: Codec) -> Result<EncodedFrame, RepoError> {
-        let hash = *blake3::hash(raw).as_bytes();
+        EncodedFrame::encode_hashed(raw, codec, frame_hash(raw))
+    }
+
+    /// As `encode`, with the frame hash already known (from the blocks'
+    /// fingerprints, which a backup computes anyway).
+    pub fn encode_hashed(
+        raw: &[u8],
+        codec: Codec,
+        hash: [u8; 32],
+    ) -> Result<EncodedFrame, RepoError> {
         let mut data = codec.compress(raw)?;
         let mut used = codec;
         if data.len() >= raw.len() {
@@ -96,6 +107,26 @@ impl EncodedFrame {
             data,
         })
     }
+}
+
+/// What a frame is verified by: blake3 over the fingerprints of its 4 KiB
+/// blocks. A backup has those fingerprints already, so storing a frame costs no
+/// second hashing pass over its bytes; a reader recomputes them in one pass.
+pub fn frame_hash(raw: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for block in raw.chunks(TRACKING_BLOCK_SIZE as usize) {
+        h.update(&fingerprint(block));
+    }
+    *h.finalize().as_bytes()
+}
+
+/// `frame_hash` from the blocks' fingerprints, in block order.
+pub fn frame_hash_of<'a>(fingerprints: impl Iterator<Item = &'a [u8; 16]>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for fp in fingerprints {
+        h.update(fp);
+    }
+    *h.finalize().as_bytes()
 }
 
 pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
@@ -229,7 +260,7 @@ pub fn read_frame(root: &Path, loc: &FrameLocation) -> Result<Vec<u8>, RepoError
         ));
     }
     let raw = codec.decompress(data, len, &object)?;
-    if *blake3::hash(&raw).as_bytes() != loc.hash {
+    if frame_hash(&raw) != loc.hash {
         return Err(RepoError::corrupt(object, "blake3 mismatch"));
     }
     Ok(raw)
