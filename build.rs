@@ -3,6 +3,12 @@
 
 use std::path::PathBuf;
 
+const PROTOS: &[&str] = &[
+    "proto/blockdelta/v1/volume.proto",
+    "proto/blockdelta/v1/backup.proto",
+    "proto/csi/v1/snapshot_metadata.proto",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -10,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("blockdelta_descriptor.bin"))
-        .compile_with_config(config, &["proto/blockdelta/v1/backup.proto"], &["proto"])?;
+        .compile_with_config(config, PROTOS, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

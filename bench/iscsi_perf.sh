@@ -16,8 +16,12 @@ work=$(mktemp -d)
 ctl=$((20000 + RANDOM % 10000))
 cleanup() {
   kill "${ours_pid:-}" 2>/dev/null || true
+  # tgtd -f ignores SIGTERM while it has targets: take them down, then make sure.
+  tgtadm -C "$ctl" --mode sys --op update --name State -v offline >/dev/null 2>&1 || true
+  tgtadm -C "$ctl" --mode target --op delete --tid 1 --force >/dev/null 2>&1 || true
   tgtadm -C "$ctl" --op delete --mode system >/dev/null 2>&1 || true
-  kill "${tgt_pid:-}" 2>/dev/null || true
+  sleep 1
+  kill -9 "${tgt_pid:-}" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }

@@ -6,6 +6,9 @@
 //! data_dir = "/var/lib/blockdelta"
 //! grpc_listen = "127.0.0.1:50051"
 //! iscsi_listen = "127.0.0.1:3260"
+//! iscsi_iqn_prefix = "iqn.2026-11.io.blockdelta"
+//! iscsi_chap = false      # true: every attachment requires CHAP
+//! delta_enabled = true    # false: CreateVolume from two backups answers NOT_FOUND
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,8 +22,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC listen address; port 0 picks a free port (the bound address is printed).
     pub grpc_listen: String,
-    /// iSCSI target listen address (used once delta volumes are exported).
+    /// iSCSI target listen address; port 0 picks a free port (the bound
+    /// address is printed and returned with every attachment).
     pub iscsi_listen: String,
+    /// Attached volumes are exported as `<prefix>:<volume id>`.
+    pub iscsi_iqn_prefix: String,
+    /// Every attachment requires CHAP, whatever the request says.
+    pub iscsi_chap: bool,
+    /// Delta volumes may be created (Oracle's per-project feature switch).
+    pub delta_enabled: bool,
 }
 
 impl Default for Config {
@@ -29,6 +39,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./blockdelta-data"),
             grpc_listen: "127.0.0.1:50051".into(),
             iscsi_listen: "127.0.0.1:3260".into(),
+            iscsi_iqn_prefix: "iqn.2026-11.io.blockdelta".into(),
+            iscsi_chap: false,
+            delta_enabled: true,
         }
     }
 }
@@ -39,6 +52,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub grpc_listen: Option<String>,
     pub iscsi_listen: Option<String>,
+    pub iscsi_chap: Option<bool>,
+    pub delta_enabled: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +66,8 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
 }
 
 impl Config {
@@ -76,6 +93,18 @@ impl Config {
         }
         if let Some(i) = overrides.iscsi_listen {
             config.iscsi_listen = i;
+        }
+        if let Some(c) = overrides.iscsi_chap {
+            config.iscsi_chap = c;
+        }
+        if let Some(d) = overrides.delta_enabled {
+            config.delta_enabled = d;
+        }
+        if !target_emulator::target::valid_name(&format!("{}:vol-0", config.iscsi_iqn_prefix)) {
+            return Err(ConfigError::Invalid(format!(
+                "iscsi_iqn_prefix {:?} does not make iSCSI names (iqn. and lower case)",
+                config.iscsi_iqn_prefix
+            )));
         }
         Ok(config)
     }

@@ -1,17 +1,37 @@
-//! `blockdelta.v1.BackupService`: thin adapter over `engine::Service`.
+//! `blockdelta.v1.BackupService`: thin adapter over `engine::Service`, and the
+//! changed-block listings of `changed_blocks`.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::changed_blocks::{self, Listing};
 use super::pb::backup_service_server::BackupService;
-use super::{blocking, convert, pb};
-use crate::engine::Service;
+use super::{Api, blocking, convert, pb};
 use crate::engine::service::CreateBackup;
 
 pub struct BackupApi {
-    pub svc: Arc<Service>,
+    pub api: Arc<Api>,
 }
+
+fn extents_message(listing: &Listing, extents: Vec<(u64, u64)>, next: String) -> pb::BlockExtents {
+    pb::BlockExtents {
+        first_backup_id: listing.first_backup_id.clone(),
+        second_backup_id: listing.second_backup_id.clone(),
+        block_size: listing.map.block_size(),
+        volume_size: listing.map.volume_size(),
+        total_blocks: listing.map.total_blocks(),
+        extents: extents
+            .into_iter()
+            .map(|(start, count)| pb::BlockRun { start, count })
+            .collect(),
+        next_page_token: next,
+    }
+}
+
+type ExtentStream = Pin<Box<dyn Stream<Item = Result<pb::BlockExtents, Status>> + Send>>;
 
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
@@ -24,7 +44,8 @@ impl BackupService for BackupApi {
         req: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             let b = svc.create_backup(CreateBackup {
                 volume: r.volume,
                 name: r.name,
@@ -42,7 +63,8 @@ impl BackupService for BackupApi {
         req: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             let backups = svc
                 .list_backups(non_empty(&r.volume))?
                 .into_iter()
@@ -58,7 +80,8 @@ impl BackupService for BackupApi {
         req: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             Ok(convert::backup(svc, svc.get_backup(&r.id)?))
         })
         .await
@@ -69,7 +92,8 @@ impl BackupService for BackupApi {
         req: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             Ok(convert::backup(svc, svc.delete_backup(&r.id, r.force)?))
         })
         .await
@@ -80,11 +104,12 @@ impl BackupService for BackupApi {
         req: Request<pb::RestoreBackupRequest>,
     ) -> Result<Response<pb::RestoreBackupResponse>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             let (b, v) = svc.restore_backup(&r.id, non_empty(&r.volume), non_empty(&r.name))?;
             Ok(pb::RestoreBackupResponse {
                 backup: Some(convert::backup(svc, b)),
-                volume: Some(convert::volume(svc, v)),
+                volume: Some(convert::volume(api, v)),
             })
         })
         .await
@@ -95,7 +120,8 @@ impl BackupService for BackupApi {
         req: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<pb::VerifyBackupResponse>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             let out = svc.verify_backup(&r.id)?;
             Ok(pb::VerifyBackupResponse {
                 id: r.id,
@@ -111,25 +137,75 @@ impl BackupService for BackupApi {
     async fn list_changed_blocks(
         &self,
         req: Request<pb::ListChangedBlocksRequest>,
-    ) -> Result<Response<pb::BlockRuns>, Status> {
+    ) -> Result<Response<pb::BlockExtents>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
-            let bitmap = svc.changed_blocks(&r.id)?;
-            let size = svc.get_backup(&r.id)?.size;
-            Ok(convert::runs(&r.id, size, &bitmap))
+        blocking(&self.api, move |api| {
+            let listing = changed_blocks::changed(
+                api,
+                &r.first_backup_id,
+                &r.second_backup_id,
+                r.block_size,
+            )?;
+            let max = changed_blocks::max_results(r.max_results as u64)?;
+            let start = listing.start(&r.page_token, r.starting_block_index)?;
+            let (extents, next) = listing.page(start, max);
+            Ok(extents_message(&listing, extents, listing.token(next)))
         })
         .await
     }
 
-    async fn list_allocated_blocks(
+    type StreamChangedBlocksStream = ExtentStream;
+
+    async fn stream_changed_blocks(
         &self,
         req: Request<pb::ListChangedBlocksRequest>,
-    ) -> Result<Response<pb::BlockRuns>, Status> {
+    ) -> Result<Response<ExtentStream>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
-            let bitmap = svc.allocated_blocks(&r.id)?;
-            let size = svc.get_backup(&r.id)?.size;
-            Ok(convert::runs(&r.id, size, &bitmap))
+        // Validate and compute before the stream starts, so errors are the call's.
+        let listing = blocking(&self.api, move |api| {
+            let listing = changed_blocks::changed(
+                api,
+                &r.first_backup_id,
+                &r.second_backup_id,
+                r.block_size,
+            )?;
+            let max = changed_blocks::max_results(r.max_results as u64)?;
+            let start = listing.start(&r.page_token, r.starting_block_index)?;
+            Ok((listing, start, max))
+        })
+        .await?
+        .into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let (listing, mut start, max) = listing;
+            loop {
+                let (extents, next) = listing.page(start, max);
+                let msg = extents_message(&listing, extents, listing.token(next));
+                if tx.blocking_send(Ok(msg)).is_err() {
+                    return;
+                }
+                match next {
+                    Some(n) => start = n,
+                    None => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_allocated_blocks(
+        &self,
+        req: Request<pb::ListAllocatedBlocksRequest>,
+    ) -> Result<Response<pb::BlockExtents>, Status> {
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let listing = changed_blocks::allocated(api, &r.backup_id, r.block_size)?;
+            let max = changed_blocks::max_results(r.max_results as u64)?;
+            let start = listing.start(&r.page_token, r.starting_block_index)?;
+            let (extents, next) = listing.page(start, max);
+            Ok(extents_message(&listing, extents, listing.token(next)))
         })
         .await
     }
@@ -138,7 +214,8 @@ impl BackupService for BackupApi {
         &self,
         _req: Request<pb::CollectGarbageRequest>,
     ) -> Result<Response<pb::CollectGarbageResponse>, Status> {
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             let (packs_removed, bytes_removed) = svc.collect_garbage()?;
             Ok(pb::CollectGarbageResponse {
                 packs_removed,
@@ -153,7 +230,8 @@ impl BackupService for BackupApi {
         req: Request<pb::RecoverCatalogRequest>,
     ) -> Result<Response<pb::RecoverCatalogResponse>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
             let report = svc.recover(&r.repository)?;
             Ok(pb::RecoverCatalogResponse {
                 volumes_recovered: report.volumes,

@@ -1,20 +1,31 @@
-//! Catalog records → wire messages, with live progress for running jobs.
+//! Catalog records → wire messages, with live progress for running jobs and live
+//! session counts for attachments.
 
-use roaring::RoaringTreemap;
-
-use super::pb;
-use crate::catalog::{BackupRecord, VolumeRecord, status};
+use super::{Api, pb};
+use crate::catalog::{AttachmentRecord, BackupRecord, VolumeRecord, status};
+use crate::delta::DELTA_SOURCE_TYPE;
 use crate::engine::Service;
-use crate::repo::TRACKING_BLOCK_SIZE;
 
-pub fn volume(svc: &Service, v: VolumeRecord) -> pb::Volume {
-    let (done, total) = svc
+pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
+    let (done, total) = api
+        .svc
         .volume_progress(&v.id)
-        .unwrap_or(if v.status == status::AVAILABLE {
-            (v.size, v.size)
-        } else {
-            (0, 0)
+        .unwrap_or(match v.status.as_str() {
+            status::AVAILABLE | status::IN_USE => (v.size, v.size),
+            _ => (0, 0),
         });
+    let catalog = api.svc.catalog();
+    let source = if v.kind == "delta" {
+        catalog.delta_source(&v.id).ok().flatten()
+    } else {
+        None
+    };
+    let attachment = api
+        .exports
+        .attachment(&v.id)
+        .ok()
+        .flatten()
+        .map(|(a, sessions)| attachment(api, a, sessions));
     pb::Volume {
         id: v.id,
         name: v.name,
@@ -26,6 +37,30 @@ pub fn volume(svc: &Service, v: VolumeRecord) -> pb::Volume {
         error: v.error,
         progress_done: done,
         progress_total: total,
+        changed_bytes: source.as_ref().map_or(0, |s| s.changed_bytes),
+        source_details: source.map(|s| pb::VolumeSourceDetails {
+            r#type: DELTA_SOURCE_TYPE.to_string(),
+            first_backup_id: s.first_backup_id,
+            second_backup_id: s.second_backup_id,
+            change_block_size_in_bytes: s.change_block_size,
+        }),
+        attachment,
+    }
+}
+
+pub fn attachment(api: &Api, a: AttachmentRecord, sessions: u32) -> pb::Attachment {
+    pb::Attachment {
+        volume_id: a.volume_id,
+        portal: api.exports.portal().to_string(),
+        target_iqn: a.target_name,
+        lun: 0,
+        block_size: a.block_size,
+        read_only: a.read_only,
+        initiator: a.initiator,
+        chap_username: a.chap_user,
+        chap_secret: a.chap_secret,
+        sessions,
+        attached_at: a.attached_at,
     }
 }
 
@@ -55,22 +90,5 @@ pub fn backup(svc: &Service, b: BackupRecord) -> pb::Backup {
         error: b.error,
         content_hash: b.content_hash,
         chain_id: b.chain_id,
-    }
-}
-
-/// A bitmap as maximal ascending runs of consecutive blocks.
-pub fn runs(id: &str, size: u64, bitmap: &RoaringTreemap) -> pb::BlockRuns {
-    let mut out: Vec<pb::BlockRun> = Vec::new();
-    for b in bitmap.iter() {
-        match out.last_mut() {
-            Some(r) if r.start + r.count == b => r.count += 1,
-            _ => out.push(pb::BlockRun { start: b, count: 1 }),
-        }
-    }
-    pb::BlockRuns {
-        id: id.to_string(),
-        tracking_block_size: TRACKING_BLOCK_SIZE,
-        total_blocks: size / TRACKING_BLOCK_SIZE,
-        runs: out,
     }
 }

@@ -1,10 +1,12 @@
 //! The gRPC surface: `blockdelta.v1.VolumeService` and `blockdelta.v1.BackupService`
-//! (proto/blockdelta/v1/backup.proto), plus gRPC health and reflection. Handlers
-//! validate nothing themselves beyond decoding: the engine validates, and
-//! `status::to_status` is the only place errors become status codes.
+//! (proto/blockdelta/v1/), `csi.v1.SnapshotMetadata` (proto/csi/v1/), gRPC health
+//! and reflection. Handlers decode and encode; the engine, `delta` and `export`
+//! validate, and `status` is the only place errors become status codes.
 
 pub mod backups;
+pub mod changed_blocks;
 pub mod convert;
+pub mod csi;
 pub mod status;
 pub mod volumes;
 
@@ -14,7 +16,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::{Response, Status};
 
-use crate::engine::{EngineError, Service};
+use crate::engine::Service;
+use crate::export::Exports;
+pub use status::ApiError;
 
 pub mod pb {
     #![allow(clippy::all)]
@@ -23,13 +27,26 @@ pub mod pb {
         tonic::include_file_descriptor_set!("blockdelta_descriptor");
 }
 
-/// Runs a blocking engine call off the reactor and maps its error.
+pub mod csi_pb {
+    #![allow(clippy::all)]
+    tonic::include_proto!("csi.v1");
+}
+
+/// What every handler works with.
+pub struct Api {
+    pub svc: Arc<Service>,
+    pub exports: Arc<Exports>,
+    /// Delta volumes may be created (the `delta_enabled` setting).
+    pub delta_enabled: bool,
+}
+
+/// Runs blocking work (SQLite, files, bitmaps) off the reactor and maps its error.
 pub(crate) async fn blocking<T: Send + 'static>(
-    svc: &Arc<Service>,
-    f: impl FnOnce(&Arc<Service>) -> Result<T, EngineError> + Send + 'static,
+    api: &Arc<Api>,
+    f: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<Response<T>, Status> {
-    let svc = svc.clone();
-    tokio::task::spawn_blocking(move || f(&svc))
+    let api = api.clone();
+    tokio::task::spawn_blocking(move || f(&api))
         .await
         .map_err(status::join_error)?
         .map(Response::new)
@@ -38,30 +55,42 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Serves the gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve(
-    svc: Arc<Service>,
+    api: Arc<Api>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use pb::backup_service_server::BackupServiceServer;
+    use pb::volume_service_server::VolumeServiceServer;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<pb::volume_service_server::VolumeServiceServer<volumes::VolumeApi>>()
+        .set_serving::<VolumeServiceServer<volumes::VolumeApi>>()
         .await;
     health
-        .set_serving::<pb::backup_service_server::BackupServiceServer<backups::BackupApi>>()
+        .set_serving::<BackupServiceServer<backups::BackupApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    health
+        .set_serving::<csi_pb::snapshot_metadata_server::SnapshotMetadataServer<csi::CsiApi>>()
+        .await;
+    // Both reflection versions: grpcurl and most tools ask v1, Python's
+    // grpcio-reflection client still asks v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(pb::volume_service_server::VolumeServiceServer::new(
-            volumes::VolumeApi { svc: svc.clone() },
-        ))
-        .add_service(pb::backup_service_server::BackupServiceServer::new(
-            backups::BackupApi { svc },
-        ))
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(VolumeServiceServer::new(volumes::VolumeApi {
+            api: api.clone(),
+        }))
+        .add_service(BackupServiceServer::new(backups::BackupApi {
+            api: api.clone(),
+        }))
+        .add_service(
+            csi_pb::snapshot_metadata_server::SnapshotMetadataServer::new(csi::CsiApi { api }),
+        )
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

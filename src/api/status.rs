@@ -1,24 +1,62 @@
-//! The one mapping from domain errors to gRPC status codes (DESIGN.md §6).
-//! No other place invents a status code.
+//! The one mapping from domain errors to gRPC status codes (DESIGN.md §6), and the
+//! CSI flavour of it (CSI spec, SnapshotMetadata errors). No other place invents
+//! a status code.
 
 use tonic::{Code, Status};
 
 use crate::catalog::CatalogError;
+use crate::delta::DeltaError;
 use crate::engine::EngineError;
+use crate::export::ExportError;
 use crate::repo::RepoError;
 
-pub fn to_status(e: EngineError) -> Status {
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A request field the handler itself decodes is missing or wrong.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A CSI offset outside the volume.
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
+pub fn to_status(e: ApiError) -> Status {
+    let code = code(&e);
+    status(code, e)
+}
+
+/// CSI's codes (spec.md, "Snapshot Metadata Service RPCs"): NOT_FOUND for unknown
+/// snapshots, INVALID_ARGUMENT for bad fields, OUT_OF_RANGE for offsets, and
+/// FAILED_PRECONDITION when no changed-block tracking joins the two snapshots (the
+/// caller should then take a full backup).
+pub fn to_csi_status(e: ApiError) -> Status {
     let code = match &e {
-        EngineError::InvalidArgument(_) => Code::InvalidArgument,
-        EngineError::NotFound { .. } => Code::NotFound,
-        EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
-        EngineError::Interrupted => Code::Aborted,
-        EngineError::Damaged { .. } | EngineError::VerifyFailed { .. } => Code::DataLoss,
-        EngineError::Repo(r) => repo_code(r),
-        EngineError::Catalog(CatalogError::NotFound { .. }) => Code::NotFound,
-        EngineError::Catalog(CatalogError::NameTaken { .. }) => Code::AlreadyExists,
-        EngineError::Catalog(_) | EngineError::Io { .. } => Code::Internal,
+        ApiError::Delta(d) => match d {
+            DeltaError::DifferentVolumes { .. } | DeltaError::NotOlder { .. } => {
+                Code::InvalidArgument
+            }
+            DeltaError::SecondIsFull(_)
+            | DeltaError::FullBetween { .. }
+            | DeltaError::Resized { .. }
+            | DeltaError::NotAvailable { .. }
+            | DeltaError::Disabled => Code::FailedPrecondition,
+            _ => code(&e),
+        },
+        _ => code(&e),
     };
+    status(code, e)
+}
+
+fn status(code: Code, e: ApiError) -> Status {
     if code == Code::Internal {
         let request_id = format!("{:016x}", rand::random::<u64>());
         tracing::error!(%request_id, error = %e, "internal error");
@@ -28,6 +66,86 @@ pub fn to_status(e: EngineError) -> Status {
         );
     }
     Status::new(code, e.to_string())
+}
+
+fn code(e: &ApiError) -> Code {
+    match e {
+        ApiError::Engine(e) => engine_code(e),
+        ApiError::Delta(e) => delta_code(e),
+        ApiError::Export(e) => export_code(e),
+        ApiError::Catalog(e) => catalog_code(e),
+        ApiError::InvalidArgument(_) => Code::InvalidArgument,
+        ApiError::OutOfRange(_) => Code::OutOfRange,
+    }
+}
+
+fn engine_code(e: &EngineError) -> Code {
+    match e {
+        EngineError::InvalidArgument(_) => Code::InvalidArgument,
+        EngineError::NotFound { .. } => Code::NotFound,
+        EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
+        EngineError::Interrupted => Code::Aborted,
+        EngineError::Damaged { .. } | EngineError::VerifyFailed { .. } => Code::DataLoss,
+        EngineError::Repo(r) => repo_code(r),
+        EngineError::Catalog(c) => catalog_code(c),
+        EngineError::Io { .. } => Code::Internal,
+    }
+}
+
+/// DESIGN.md §6, row by row.
+fn delta_code(e: &DeltaError) -> Code {
+    match e {
+        DeltaError::UnknownSourceType(_)
+        | DeltaError::BadPerformance(_)
+        | DeltaError::ChangeBlockSize(_)
+        | DeltaError::MalformedId { .. }
+        | DeltaError::SameBackup(_)
+        | DeltaError::NotOlder { .. }
+        | DeltaError::SecondIsFull(_)
+        | DeltaError::FullBetween { .. }
+        | DeltaError::BadPageToken(_)
+        | DeltaError::TooManyResults(_) => Code::InvalidArgument,
+        DeltaError::DifferentVolumes { .. } | DeltaError::Resized { .. } => Code::PermissionDenied,
+        DeltaError::NotFound { .. } | DeltaError::Disabled | DeltaError::LowerCostPerformance => {
+            Code::NotFound
+        }
+        DeltaError::NotAvailable { .. } => Code::FailedPrecondition,
+        // An available backup whose index is missing or damaged has lost data.
+        DeltaError::Repo { source, .. } => match source {
+            RepoError::Io { .. } => Code::Internal,
+            _ => Code::DataLoss,
+        },
+        DeltaError::Catalog(c) => catalog_code(c),
+    }
+}
+
+fn export_code(e: &ExportError) -> Code {
+    match e {
+        ExportError::Engine(e) => engine_code(e),
+        ExportError::Delta(e) => delta_code(e),
+        ExportError::Catalog(e) => catalog_code(e),
+        ExportError::Target(target_emulator::TargetError::InvalidName(_))
+        | ExportError::BlockSize(_)
+        | ExportError::InvalidInitiator(_) => Code::InvalidArgument,
+        ExportError::Target(target_emulator::TargetError::AlreadyExported(_))
+        | ExportError::AlreadyAttached { .. }
+        | ExportError::NotAttached(_)
+        | ExportError::NotAttachable { .. }
+        | ExportError::SessionsActive { .. }
+        | ExportError::Attached { .. }
+        | ExportError::Open { .. } => Code::FailedPrecondition,
+        ExportError::MissingDeltaSource(_) => Code::Internal,
+    }
+}
+
+fn catalog_code(e: &CatalogError) -> Code {
+    match e {
+        CatalogError::NotFound { .. } => Code::NotFound,
+        CatalogError::NameTaken { .. } => Code::AlreadyExists,
+        CatalogError::Sqlite(_) | CatalogError::Io { .. } | CatalogError::Corrupt(_) => {
+            Code::Internal
+        }
+    }
 }
 
 fn repo_code(e: &RepoError) -> Code {
@@ -50,14 +168,22 @@ pub fn join_error(e: tokio::task::JoinError) -> Status {
 mod tests {
     use super::*;
 
+    fn engine(e: EngineError) -> Status {
+        to_status(e.into())
+    }
+
+    fn delta(e: DeltaError) -> Code {
+        to_status(e.into()).code()
+    }
+
     #[test]
-    fn codes_follow_the_design_table() {
+    fn engine_codes() {
         assert_eq!(
-            to_status(EngineError::InvalidArgument("x".into())).code(),
+            engine(EngineError::InvalidArgument("x".into())).code(),
             Code::InvalidArgument
         );
         assert_eq!(
-            to_status(EngineError::NotFound {
+            engine(EngineError::NotFound {
                 kind: "backup",
                 id: "b".into()
             })
@@ -65,7 +191,7 @@ mod tests {
             Code::NotFound
         );
         assert_eq!(
-            to_status(EngineError::FailedPrecondition("x".into())).code(),
+            engine(EngineError::FailedPrecondition("x".into())).code(),
             Code::FailedPrecondition
         );
         let damaged = EngineError::Damaged {
@@ -76,10 +202,90 @@ mod tests {
                 reason: "blake3 mismatch".into(),
             },
         };
-        let st = to_status(damaged);
+        let st = engine(damaged);
         assert_eq!(st.code(), Code::DataLoss);
         assert!(st.message().contains("bkp-1") && st.message().contains("pack ab@8"));
         let io = EngineError::io("/x", std::io::Error::other("boom"));
-        assert!(to_status(io).message().contains("request id"));
+        assert!(engine(io).message().contains("request id"));
+    }
+
+    #[test]
+    fn delta_codes_follow_the_design_table() {
+        let id = || "bkp-0000000000000001".to_string();
+        assert_eq!(
+            delta(DeltaError::MalformedId {
+                which: "first",
+                id: id()
+            }),
+            Code::InvalidArgument
+        );
+        assert_eq!(delta(DeltaError::SameBackup(id())), Code::InvalidArgument);
+        assert_eq!(
+            delta(DeltaError::NotOlder {
+                first: id(),
+                second: id()
+            }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            delta(DeltaError::UnknownSourceType("x".into())),
+            Code::InvalidArgument
+        );
+        assert_eq!(delta(DeltaError::ChangeBlockSize(3)), Code::InvalidArgument);
+        assert_eq!(delta(DeltaError::SecondIsFull(id())), Code::InvalidArgument);
+        assert_eq!(
+            delta(DeltaError::FullBetween {
+                first: id(),
+                second: id(),
+                full: id()
+            }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            delta(DeltaError::DifferentVolumes {
+                first: id(),
+                first_volume: "a".into(),
+                second: id(),
+                second_volume: "b".into()
+            }),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            delta(DeltaError::Resized {
+                first: id(),
+                first_size: 1,
+                second: id(),
+                second_size: 2
+            }),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            delta(DeltaError::NotFound {
+                which: "first",
+                id: id()
+            }),
+            Code::NotFound
+        );
+        assert_eq!(delta(DeltaError::Disabled), Code::NotFound);
+        assert_eq!(delta(DeltaError::LowerCostPerformance), Code::NotFound);
+        assert_eq!(
+            delta(DeltaError::NotAvailable {
+                id: id(),
+                status: "creating".into()
+            }),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            to_csi_status(
+                DeltaError::FullBetween {
+                    first: id(),
+                    second: id(),
+                    full: id()
+                }
+                .into()
+            )
+            .code(),
+            Code::FailedPrecondition
+        );
     }
 }

@@ -1,15 +1,53 @@
-//! `blockdelta.v1.VolumeService`: thin adapter over `engine::Service`.
+//! `blockdelta.v1.VolumeService`: volumes, delta volumes, attachments, audit log.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::pb::volume_service_server::VolumeService;
-use super::{blocking, convert, pb};
-use crate::engine::Service;
+use super::{Api, ApiError, blocking, convert, pb};
+use crate::catalog::DeltaSourceRecord;
+use crate::delta::{self, DeltaError, DeltaRequest};
+use crate::export::AttachRequest;
 
 pub struct VolumeApi {
-    pub svc: Arc<Service>,
+    pub api: Arc<Api>,
+}
+
+/// CreateVolume with `source_details`: validate (DESIGN.md §6), compute the delta
+/// from bitmaps only (to report its size), record it. No backup data is read.
+fn create_delta_volume(
+    api: &Api,
+    name: &str,
+    details: pb::VolumeSourceDetails,
+    vpus_per_gb: Option<i64>,
+) -> Result<pb::Volume, ApiError> {
+    if !api.delta_enabled {
+        return Err(DeltaError::Disabled.into());
+    }
+    let source = delta::rules::check_request(
+        api.svc.catalog(),
+        &DeltaRequest {
+            source_type: details.r#type,
+            first_backup_id: details.first_backup_id,
+            second_backup_id: details.second_backup_id,
+            change_block_size: details.change_block_size_in_bytes,
+            vpus_per_gb,
+        },
+    )?;
+    let map = delta::compute(api.svc.chain_reader(), &source)?;
+    let record = api.svc.create_delta_volume(
+        name,
+        source.volume_size(),
+        &DeltaSourceRecord {
+            volume_id: String::new(),
+            first_backup_id: source.first.id.clone(),
+            second_backup_id: source.second.id.clone(),
+            change_block_size: source.change_block_size,
+            changed_bytes: map.changed_bytes(),
+        },
+    )?;
+    Ok(convert::volume(api, record))
 }
 
 #[tonic::async_trait]
@@ -19,9 +57,12 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
-            let v = svc.create_volume(&r.name, r.size)?;
-            Ok(convert::volume(svc, v))
+        blocking(&self.api, move |api| match r.source_details {
+            Some(details) => create_delta_volume(api, &r.name, details, r.vpus_per_gb),
+            None => Ok(convert::volume(
+                api,
+                api.svc.create_volume(&r.name, r.size)?,
+            )),
         })
         .await
     }
@@ -31,9 +72,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RegisterVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
-            let v = svc.register_volume(&r.name, &r.path)?;
-            Ok(convert::volume(svc, v))
+        blocking(&self.api, move |api| {
+            let v = api.svc.register_volume(&r.name, &r.path)?;
+            Ok(convert::volume(api, v))
         })
         .await
     }
@@ -42,11 +83,12 @@ impl VolumeService for VolumeApi {
         &self,
         _req: Request<pb::ListVolumesRequest>,
     ) -> Result<Response<pb::ListVolumesResponse>, Status> {
-        blocking(&self.svc, move |svc| {
-            let volumes = svc
+        blocking(&self.api, move |api| {
+            let volumes = api
+                .svc
                 .list_volumes()?
                 .into_iter()
-                .map(|v| convert::volume(svc, v))
+                .map(|v| convert::volume(api, v))
                 .collect();
             Ok(pb::ListVolumesResponse { volumes })
         })
@@ -58,8 +100,8 @@ impl VolumeService for VolumeApi {
         req: Request<pb::GetVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
-            Ok(convert::volume(svc, svc.get_volume(&r.volume)?))
+        blocking(&self.api, move |api| {
+            Ok(convert::volume(api, api.svc.get_volume(&r.volume)?))
         })
         .await
     }
@@ -69,9 +111,58 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeleteVolumeRequest>,
     ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
         let r = req.into_inner();
-        blocking(&self.svc, move |svc| {
-            let v = svc.delete_volume(&r.volume)?;
+        blocking(&self.api, move |api| {
+            let v = api.exports.delete_volume(&r.volume, r.force)?;
             Ok(pb::DeleteVolumeResponse { id: v.id })
+        })
+        .await
+    }
+
+    async fn attach_volume(
+        &self,
+        req: Request<pb::AttachVolumeRequest>,
+    ) -> Result<Response<pb::Attachment>, Status> {
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let (a, _) = api.exports.attach(
+                &r.volume,
+                &AttachRequest {
+                    initiator: r.initiator,
+                    chap: r.chap,
+                    block_size: r.block_size,
+                    read_only: r.read_only,
+                },
+            )?;
+            Ok(convert::attachment(api, a, 0))
+        })
+        .await
+    }
+
+    async fn detach_volume(
+        &self,
+        req: Request<pb::DetachVolumeRequest>,
+    ) -> Result<Response<pb::DetachVolumeResponse>, Status> {
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let (v, sessions_ended) = api.exports.detach(&r.volume, r.force)?;
+            Ok(pb::DetachVolumeResponse {
+                volume: Some(convert::volume(api, v)),
+                sessions_ended,
+            })
+        })
+        .await
+    }
+
+    async fn list_audit_events(
+        &self,
+        req: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let id = (!r.id.is_empty()).then_some(r.id.as_str());
+            Ok(pb::ListAuditEventsResponse {
+                events: api.svc.audit_events(id)?,
+            })
         })
         .await
     }

@@ -8,6 +8,9 @@ pub enum CatalogError {
     NotFound { kind: &'static str, id: String },
     #[error("{kind} named {name:?} already exists")]
     NameTaken { kind: &'static str, name: String },
+    /// The records contradict each other (a parent loop, say).
+    #[error("catalog is inconsistent: {0}")]
+    Corrupt(String),
     #[error("catalog directory {path}: {source}")]
     Io {
         path: std::path::PathBuf,

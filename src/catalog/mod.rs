@@ -5,6 +5,8 @@
 //!
 //! Never does I/O on volumes or the repository.
 
+pub mod attachments;
+pub mod deltas;
 pub mod error;
 pub mod time;
 
@@ -13,6 +15,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+pub use attachments::AttachmentRecord;
+pub use deltas::DeltaSourceRecord;
 pub use error::CatalogError;
 
 pub mod status {
@@ -21,13 +25,16 @@ pub mod status {
     pub const RESTORING: &str = "restoring";
     pub const DELETING: &str = "deleting";
     pub const ERROR: &str = "error";
+    /// A volume attached to the iSCSI target (cinder's word).
+    pub const IN_USE: &str = "in-use";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeRecord {
     pub id: String,
     pub name: String,
-    /// `managed` (sparse file under the data dir) or `registered` (external path).
+    /// `managed` (sparse file under the data dir), `registered` (external path) or
+    /// `delta` (virtual: see `deltas`).
     pub kind: String,
     pub path: String,
     pub size: u64,
@@ -73,6 +80,15 @@ CREATE INDEX IF NOT EXISTS backups_volume ON backups(volume_id);
 CREATE INDEX IF NOT EXISTS backups_parent ON backups(parent_id);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS delta_sources (
+    volume_id TEXT PRIMARY KEY, first_backup_id TEXT NOT NULL, second_backup_id TEXT NOT NULL,
+    change_block_size INTEGER NOT NULL, changed_bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS delta_sources_first ON delta_sources(first_backup_id);
+CREATE INDEX IF NOT EXISTS delta_sources_second ON delta_sources(second_backup_id);
+CREATE TABLE IF NOT EXISTS attachments (
+    volume_id TEXT PRIMARY KEY, target_name TEXT NOT NULL UNIQUE, initiator TEXT NOT NULL,
+    chap_user TEXT NOT NULL, chap_secret TEXT NOT NULL, block_size INTEGER NOT NULL,
+    read_only INTEGER NOT NULL, attached_at TEXT NOT NULL);
 ";
 
 const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
@@ -100,38 +116,12 @@ impl Catalog {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn insert_volume(&self, v: &VolumeRecord) -> Result<(), CatalogError> {
-        let conn = self.conn();
-        let taken: Option<String> = conn
-            .query_row("SELECT id FROM volumes WHERE name = ?1", [&v.name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if taken.is_some() {
-            return Err(CatalogError::NameTaken {
-                kind: "volume",
-                name: v.name.clone(),
-            });
-        }
-        conn.execute(
-            "INSERT INTO volumes (id, name, kind, path, size, status, error, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                v.id,
-                v.name,
-                v.kind,
-                v.path,
-                v.size as i64,
-                v.status,
-                v.error,
-                v.created_at
-            ],
-        )?;
-        Ok(())
+        insert_volume_row(&self.conn(), v)
     }
 
     fn volume_from_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
@@ -185,9 +175,14 @@ impl Catalog {
         Ok(())
     }
 
+    /// Removes a volume with its delta source and attachment, in one transaction.
     pub fn delete_volume(&self, id: &str) -> Result<(), CatalogError> {
-        self.conn()
-            .execute("DELETE FROM volumes WHERE id = ?1", [id])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM attachments WHERE volume_id = ?1", [id])?;
+        tx.execute("DELETE FROM delta_sources WHERE volume_id = ?1", [id])?;
+        tx.execute("DELETE FROM volumes WHERE id = ?1", [id])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -360,6 +355,37 @@ impl Catalog {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Inserts a volume row on `conn` (a connection or a transaction), refusing a
+/// name another volume has.
+pub(crate) fn insert_volume_row(conn: &Connection, v: &VolumeRecord) -> Result<(), CatalogError> {
+    let taken: Option<String> = conn
+        .query_row("SELECT id FROM volumes WHERE name = ?1", [&v.name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if taken.is_some() {
+        return Err(CatalogError::NameTaken {
+            kind: "volume",
+            name: v.name.clone(),
+        });
+    }
+    conn.execute(
+        "INSERT INTO volumes (id, name, kind, path, size, status, error, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            v.id,
+            v.name,
+            v.kind,
+            v.path,
+            v.size as i64,
+            v.status,
+            v.error,
+            v.created_at
+        ],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ use super::restore::{VerifyOutcome, run_restore, run_verify};
 use super::source::volume_size;
 use super::{EngineError, JobControl};
 use crate::catalog::time::now_rfc3339;
-use crate::catalog::{BackupRecord, Catalog, CatalogError, VolumeRecord, status};
+use crate::catalog::{
+    BackupRecord, Catalog, CatalogError, DeltaSourceRecord, VolumeRecord, status,
+};
 use crate::repo::{
     BackupManifest, ChainReader, Codec, Repository, TRACKING_BLOCK_SIZE, VolumeManifest,
 };
@@ -48,7 +50,7 @@ pub struct Service {
     volumes_dir: PathBuf,
     catalog: Catalog,
     repo: Repository,
-    reader: ChainReader,
+    reader: Arc<ChainReader>,
     /// Running jobs: backup jobs by backup id, restore jobs by target volume id.
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// Volumes with a backup or restore running, and which.
@@ -111,6 +113,15 @@ pub fn check_size(size: u64) -> Result<(), EngineError> {
     Ok(())
 }
 
+fn name_taken(e: CatalogError) -> EngineError {
+    match e {
+        CatalogError::NameTaken { kind, name } => {
+            EngineError::FailedPrecondition(format!("a {kind} named {name:?} already exists"))
+        }
+        other => other.into(),
+    }
+}
+
 fn not_found(e: CatalogError) -> EngineError {
     match e {
         CatalogError::NotFound { kind, id } => EngineError::NotFound { kind, id },
@@ -156,7 +167,7 @@ impl Service {
         }
         Ok(Arc::new(Service {
             volumes_dir,
-            reader: ChainReader::new(repo.clone()),
+            reader: Arc::new(ChainReader::new(repo.clone())),
             catalog,
             repo,
             jobs: Mutex::new(HashMap::new()),
@@ -174,8 +185,9 @@ impl Service {
         &self.repo
     }
 
-    /// The read path for change bitmaps and block data as of any backup.
-    pub fn chain_reader(&self) -> &ChainReader {
+    /// The read path for change bitmaps and block data as of any backup, shared
+    /// with delta volumes (its frame cache serves them all).
+    pub fn chain_reader(&self) -> &Arc<ChainReader> {
         &self.reader
     }
 
@@ -218,6 +230,55 @@ impl Service {
         self.insert_volume(id, name, "registered", path, size)
     }
 
+    /// Records a delta volume whose source `delta::rules` has validated: no file,
+    /// no data, available at once. The audit line carries Oracle's `sourceDetails`.
+    pub fn create_delta_volume(
+        &self,
+        name: &str,
+        size: u64,
+        source: &DeltaSourceRecord,
+    ) -> Result<VolumeRecord, EngineError> {
+        let id = new_id("vol");
+        let name = if name.is_empty() {
+            id.clone()
+        } else {
+            name.to_string()
+        };
+        check_name("volume", &name)?;
+        let record = VolumeRecord {
+            id: id.clone(),
+            name,
+            kind: "delta".to_string(),
+            path: String::new(),
+            size,
+            status: status::AVAILABLE.to_string(),
+            error: String::new(),
+            created_at: now_rfc3339(),
+        };
+        let source = DeltaSourceRecord {
+            volume_id: id,
+            ..source.clone()
+        };
+        self.catalog
+            .insert_delta_volume(&record, &source)
+            .map_err(name_taken)?;
+        self.audit_action(
+            "volume.create",
+            &record.id,
+            serde_json::json!({
+                "kind": "delta",
+                "size": record.size,
+                "sourceDetails": {
+                    "changeBlockSizeInBytes": source.change_block_size,
+                    "firstBackupId": source.first_backup_id,
+                    "secondBackupId": source.second_backup_id,
+                    "type": "volumeBackupDelta",
+                },
+            }),
+        );
+        Ok(record)
+    }
+
     fn insert_volume(
         &self,
         id: String,
@@ -240,15 +301,10 @@ impl Service {
             if kind == "managed" {
                 let _ = std::fs::remove_file(&path);
             }
-            return Err(match e {
-                CatalogError::NameTaken { kind, name } => EngineError::FailedPrecondition(format!(
-                    "a {kind} named {name:?} already exists"
-                )),
-                other => other.into(),
-            });
+            return Err(name_taken(e));
         }
         self.repo.write_volume(&volume_manifest(&record))?;
-        self.audit(
+        self.audit_action(
             "volume.create",
             &record.id,
             serde_json::json!({"kind": record.kind, "size": record.size, "path": record.path}),
@@ -258,11 +314,23 @@ impl Service {
 
     /// Appends to the audit log; a failure to record is logged, not fatal to the
     /// operation that already happened.
-    fn audit(&self, action: &str, id: &str, details: serde_json::Value) {
+    pub fn audit_action(&self, action: &str, id: &str, details: serde_json::Value) {
         let event = serde_json::json!({"action": action, "id": id, "details": details});
         if let Err(e) = self.catalog.audit(&event) {
             tracing::warn!(error = %e, %action, %id, "audit log write failed");
         }
+    }
+
+    /// The audit log as JSON lines, oldest first; only lines naming `id` if given.
+    pub fn audit_events(&self, id: Option<&str>) -> Result<Vec<String>, EngineError> {
+        let lines = self.catalog.audit_lines()?;
+        Ok(match id {
+            Some(id) => {
+                let quoted = format!("\"{id}\"");
+                lines.into_iter().filter(|l| l.contains(&quoted)).collect()
+            }
+            None => lines,
+        })
     }
 
     pub fn get_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
@@ -289,6 +357,12 @@ impl Service {
                 volume.id
             )));
         }
+        if self.catalog.attachment(&volume.id)?.is_some() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "volume {} is attached; detach it first (or delete with --force)",
+                volume.id
+            )));
+        }
         if volume.kind == "managed" {
             match std::fs::remove_file(&volume.path) {
                 Ok(()) => {}
@@ -298,7 +372,7 @@ impl Service {
         }
         self.catalog.delete_volume(&volume.id)?;
         self.repo.remove_volume(&volume.id)?;
-        self.audit(
+        self.audit_action(
             "volume.delete",
             &volume.id,
             serde_json::json!({"name": volume.name}),
@@ -331,6 +405,12 @@ impl Service {
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         if !req.name.is_empty() {
             check_name("backup", &req.name)?;
+        }
+        if volume.kind == "delta" {
+            return Err(EngineError::InvalidArgument(format!(
+                "volume {} is a delta volume: its data is already in backups {}",
+                volume.id, "and cannot be backed up again"
+            )));
         }
         if volume.status != status::AVAILABLE && !req.force {
             return Err(EngineError::FailedPrecondition(format!(
@@ -404,7 +484,7 @@ impl Service {
             ..Default::default()
         };
         self.catalog.insert_backup(&record)?;
-        self.audit(
+        self.audit_action(
             "backup.create",
             &record.id,
             serde_json::json!({"volume": record.volume_id, "kind": record.kind, "parent": record.parent_id}),
@@ -543,6 +623,13 @@ impl Service {
                 dependents.join(", ")
             )));
         }
+        let deltas = self.catalog.delta_volumes_of_backup(id)?;
+        if !deltas.is_empty() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "backup {id} is the source of delta volumes ({}); delete them first",
+                deltas.join(", ")
+            )));
+        }
         match backup.status.as_str() {
             status::CREATING if !force => {
                 return Err(EngineError::FailedPrecondition(format!(
@@ -560,7 +647,7 @@ impl Service {
         let running = lock(&self.jobs).get(id).cloned();
         self.catalog.set_backup_status(id, status::DELETING, "")?;
         backup.status = status::DELETING.to_string();
-        self.audit("backup.delete", id, serde_json::json!({"force": force}));
+        self.audit_action("backup.delete", id, serde_json::json!({"force": force}));
         let svc = self.clone();
         let id = id.to_string();
         std::thread::spawn(move || {
@@ -620,6 +707,18 @@ impl Service {
         let (mut target, fresh) = match volume {
             Some(v) => {
                 let target = self.get_volume(v)?;
+                if target.kind == "delta" {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "volume {} is a delta volume: it is read-only",
+                        target.id
+                    )));
+                }
+                if target.status == status::IN_USE {
+                    return Err(EngineError::FailedPrecondition(format!(
+                        "volume {} is attached (in-use); detach it before restoring onto it",
+                        target.id
+                    )));
+                }
                 if target.size < backup.size {
                     return Err(EngineError::InvalidArgument(format!(
                         "volume {} ({} bytes) is smaller than backup {id} ({} bytes)",
@@ -644,7 +743,7 @@ impl Service {
             self.release_volume(&target.id);
             return Err(e.into());
         }
-        self.audit(
+        self.audit_action(
             "backup.restore",
             &target.id,
             serde_json::json!({"sourceDetails": {"type": "volumeBackup", "id": id}, "newVolume": fresh}),

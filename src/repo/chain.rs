@@ -13,12 +13,12 @@
 //! the backup's catalog status (available) before reading.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use roaring::RoaringTreemap;
 
 use super::pack::{FrameLocation, read_frame};
-use super::{BackupIndex, Fingerprints, RepoError, Repository, TRACKING_BLOCK_SIZE};
+use super::{BackupIndex, Fingerprints, IndexHead, RepoError, Repository, TRACKING_BLOCK_SIZE};
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
 /// Default bound on decompressed frames kept in memory.
@@ -41,9 +41,15 @@ pub struct ClaimPlan {
 pub struct ChainReader {
     repo: Repository,
     indexes: Mutex<HashMap<String, Arc<BackupIndex>>>,
+    /// Index heads (manifest and bitmaps) read without their extents.
+    heads: Mutex<HashMap<String, Arc<IndexHead>>>,
     /// Chains already walked: a delta volume asks for the same one per read.
     chains: Mutex<HashMap<String, Chain>>,
     frames: Mutex<FrameCache>,
+    /// Frames being read now: a second reader of the same frame (a read-ahead
+    /// and the read it anticipated, say) waits for the first instead of
+    /// decompressing it again.
+    loading: Mutex<HashMap<FrameKey, Arc<FrameSlot>>>,
 }
 
 impl ChainReader {
@@ -55,8 +61,10 @@ impl ChainReader {
         ChainReader {
             repo,
             indexes: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
             chains: Mutex::new(HashMap::new()),
             frames: Mutex::new(FrameCache::new(cache_bytes)),
+            loading: Mutex::new(HashMap::new()),
         }
     }
 
@@ -74,9 +82,30 @@ impl ChainReader {
         Ok(idx)
     }
 
+    /// A backup's manifest and bitmaps, read (and verified) without its extents:
+    /// what a delta needs. Served from the full index when that is loaded.
+    pub fn head(&self, backup_id: &str) -> Result<Arc<IndexHead>, RepoError> {
+        if let Some(h) = lock(&self.heads).get(backup_id) {
+            return Ok(h.clone());
+        }
+        let loaded = lock(&self.indexes).get(backup_id).cloned();
+        let head = match loaded {
+            Some(idx) => IndexHead {
+                manifest: idx.manifest.clone(),
+                change: idx.change.clone(),
+                allocated: idx.allocated.clone(),
+            },
+            None => self.repo.read_index_head(backup_id)?,
+        };
+        let head = Arc::new(head);
+        lock(&self.heads).insert(backup_id.to_string(), head.clone());
+        Ok(head)
+    }
+
     /// Forgets a cached index (after the backup is deleted).
     pub fn forget(&self, backup_id: &str) {
         lock(&self.indexes).remove(backup_id);
+        lock(&self.heads).remove(backup_id);
         lock(&self.chains).clear();
     }
 
@@ -140,25 +169,44 @@ impl ChainReader {
         Ok(Fingerprints { entries })
     }
 
-    /// A frame, decompressed and verified, through the cache.
+    /// A frame, decompressed and verified, through the cache. Concurrent readers
+    /// of one frame share a single read.
     pub fn frame(&self, loc: &FrameLocation) -> Result<Arc<Vec<u8>>, RepoError> {
         let key = (loc.pack, loc.offset);
         if let Some(f) = lock(&self.frames).get(&key) {
             return Ok(f);
         }
-        let raw = Arc::new(read_frame(self.repo.root(), loc)?);
-        lock(&self.frames).insert(key, raw.clone());
-        Ok(raw)
+        let slot = lock(&self.loading).entry(key).or_default().clone();
+        let mut mine = None;
+        let shared = slot.get_or_init(|| {
+            let result = read_frame(self.repo.root(), loc).map(Arc::new);
+            let frame = result.as_ref().ok().cloned();
+            if let Some(f) = &frame {
+                lock(&self.frames).insert(key, f.clone());
+            }
+            mine = Some(result);
+            frame
+        });
+        let outcome = match (mine, shared) {
+            (Some(result), _) => result,
+            (None, Some(frame)) => Ok(frame.clone()),
+            // The reader we waited for failed: read it ourselves, for our own error.
+            (None, None) => read_frame(self.repo.root(), loc).map(Arc::new),
+        };
+        let mut loading = lock(&self.loading);
+        if loading.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            loading.remove(&key);
+        }
+        outcome
     }
 
-    /// The bytes of one tracking block as of `backup_id`; `None` when the block is
-    /// all zeros (deallocated). Walks the chain newest-first to the backup that
-    /// last changed the block.
-    pub fn read_block(
+    /// Where the bytes of `tracking_block` as of `backup_id` are stored, or `None`
+    /// when the block reads as zeros.
+    pub fn locate(
         &self,
         backup_id: &str,
         tracking_block: u64,
-    ) -> Result<Option<[u8; BLOCK]>, RepoError> {
+    ) -> Result<Option<(FrameLocation, u64)>, RepoError> {
         for idx in self.chain(backup_id)?.iter() {
             if !idx.change.contains(tracking_block) {
                 continue;
@@ -172,16 +220,30 @@ impl ChainReader {
                     format!("changed block {tracking_block} has no extent"),
                 )
             })?;
-            let frame = self.frame(&ext.frame)?;
-            let start = (tracking_block - ext.first_block) as usize * BLOCK;
-            let slice = frame.get(start..start + BLOCK).ok_or_else(|| {
-                RepoError::corrupt(ext.frame.describe(), "frame shorter than its extent")
-            })?;
-            let mut out = [0u8; BLOCK];
-            out.copy_from_slice(slice);
-            return Ok(Some(out));
+            return Ok(Some((ext.frame, ext.first_block)));
         }
         Ok(None)
+    }
+
+    /// The bytes of one tracking block as of `backup_id`; `None` when the block is
+    /// all zeros (deallocated). Walks the chain newest-first to the backup that
+    /// last changed the block.
+    pub fn read_block(
+        &self,
+        backup_id: &str,
+        tracking_block: u64,
+    ) -> Result<Option<[u8; BLOCK]>, RepoError> {
+        let Some((loc, first_block)) = self.locate(backup_id, tracking_block)? else {
+            return Ok(None);
+        };
+        let frame = self.frame(&loc)?;
+        let start = (tracking_block - first_block) as usize * BLOCK;
+        let slice = frame
+            .get(start..start + BLOCK)
+            .ok_or_else(|| RepoError::corrupt(loc.describe(), "frame shorter than its extent"))?;
+        let mut out = [0u8; BLOCK];
+        out.copy_from_slice(slice);
+        Ok(Some(out))
     }
 
     /// Reads `buf.len() / 4096` tracking blocks starting at `first_block` as of
@@ -209,6 +271,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A frame's identity: its pack and offset.
 type FrameKey = (super::PackId, u64);
+
+/// One frame being read: set once, to the frame or to `None` if the read failed.
+type FrameSlot = OnceLock<Option<Arc<Vec<u8>>>>;
 
 /// Least-recently-used frames, bounded in bytes. Eviction scans for the oldest
 /// entry: with ≤ 1 MiB frames and a 64 MiB bound that is a few hundred entries.

@@ -3,13 +3,18 @@
 //!
 //! `backups/<backup id>.index`, little-endian:
 //! ```text
-//! "BDIDX001"
+//! "BDIDX002"
 //! manifest_len:u32  manifest (JSON, `BackupManifest`: self-describing for `recover`)
 //! change_len:u64    change bitmap   (RoaringTreemap portable serialization)
 //! alloc_len:u64     allocated bitmap (RoaringTreemap portable serialization)
+//! head_sum          blake3 of everything before it (32)
 //! count:u64         extents: first_block:u64 blocks:u32 pack:16 offset:u64 stored_len:u32 hash:32
 //! blake3 of everything before it (32)
 //! ```
+//! The head (manifest and bitmaps) carries its own checksum so that a delta,
+//! which needs only bitmaps, reads and verifies only the head
+//! (`IndexHead::read`): the extents grow with the changed runs and are not
+//! needed until data is read.
 //! `backups/<backup id>.fingerprints`: "BDFP0001", count:u64, then a 16-byte
 //! fingerprint (blake3, truncated) for each block the backup stored
 //! (`change ∩ allocated`) in ascending order, and a blake3 trailer. A backup's
@@ -31,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::pack::{FrameLocation, PackId};
 use super::{RepoError, write_atomic};
 
-const INDEX_MAGIC: &[u8; 8] = b"BDIDX001";
+const INDEX_MAGIC: &[u8; 8] = b"BDIDX002";
 const FP_MAGIC: &[u8; 8] = b"BDFP0001";
 const EXTENT_LEN: usize = 8 + 4 + 16 + 8 + 4 + 32;
 
@@ -128,6 +133,8 @@ impl BackupIndex {
             out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
             out.extend_from_slice(&bytes);
         }
+        let head_sum = blake3::hash(&out);
+        out.extend_from_slice(head_sum.as_bytes());
         out.extend_from_slice(&(self.extents.len() as u64).to_le_bytes());
         for e in &self.extents {
             out.extend_from_slice(&e.first_block.to_le_bytes());
@@ -151,20 +158,8 @@ impl BackupIndex {
         if blake3::hash(body).as_bytes() != sum {
             return Err(bad("blake3 mismatch"));
         }
-        let mut r = Cursor { buf: body, pos: 8 };
-        let mlen = r.u32().ok_or_else(|| bad("truncated"))? as usize;
-        let manifest: BackupManifest =
-            serde_json::from_slice(r.take(mlen).ok_or_else(|| bad("truncated"))?)
-                .map_err(|e| RepoError::corrupt(object, format!("manifest: {e}")))?;
-        let mut bitmaps = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let len = r.u64().ok_or_else(|| bad("truncated"))? as usize;
-            let raw = r.take(len).ok_or_else(|| bad("truncated"))?;
-            bitmaps.push(
-                RoaringTreemap::deserialize_from(raw)
-                    .map_err(|e| RepoError::corrupt(object, format!("bitmap: {e}")))?,
-            );
-        }
+        let mut r = Cursor { buf: body, pos: 0 };
+        let head = IndexHead::parse(&mut r, object)?;
         let count = r.u64().ok_or_else(|| bad("truncated"))? as usize;
         if count > (body.len() - r.pos) / EXTENT_LEN {
             return Err(bad("extent count larger than the index"));
@@ -196,14 +191,94 @@ impl BackupIndex {
         {
             return Err(bad("extents overlap or are unsorted"));
         }
-        let allocated = bitmaps.pop().ok_or_else(|| bad("truncated"))?;
-        let change = bitmaps.pop().ok_or_else(|| bad("truncated"))?;
         Ok(BackupIndex {
-            manifest,
-            change,
-            allocated,
+            manifest: head.manifest,
+            change: head.change,
+            allocated: head.allocated,
             extents,
         })
+    }
+}
+
+/// The head of an index: what a backup is and which blocks it changed and holds,
+/// without where their bytes are.
+#[derive(Clone, Debug)]
+pub struct IndexHead {
+    pub manifest: BackupManifest,
+    pub change: RoaringTreemap,
+    pub allocated: RoaringTreemap,
+}
+
+impl IndexHead {
+    /// Parses the head at the start of `r` and checks its own checksum.
+    fn parse(r: &mut Cursor<'_>, object: &str) -> Result<IndexHead, RepoError> {
+        let bad = |reason: &str| RepoError::corrupt(object, reason);
+        if r.take(8) != Some(&INDEX_MAGIC[..]) {
+            return Err(bad("not a backup index"));
+        }
+        let mlen = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+        let manifest: BackupManifest =
+            serde_json::from_slice(r.take(mlen).ok_or_else(|| bad("truncated"))?)
+                .map_err(|e| RepoError::corrupt(object, format!("manifest: {e}")))?;
+        let mut bitmaps = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let len = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+            let raw = r.take(len).ok_or_else(|| bad("truncated"))?;
+            bitmaps.push(raw);
+        }
+        let head_len = r.pos;
+        let sum = r.take(32).ok_or_else(|| bad("truncated"))?;
+        if blake3::hash(&r.buf[..head_len]).as_bytes() != sum {
+            return Err(bad("blake3 mismatch in the head"));
+        }
+        let decode = |raw: &[u8]| {
+            RoaringTreemap::deserialize_from(raw)
+                .map_err(|e| RepoError::corrupt(object, format!("bitmap: {e}")))
+        };
+        Ok(IndexHead {
+            manifest,
+            change: decode(bitmaps[0])?,
+            allocated: decode(bitmaps[1])?,
+        })
+    }
+
+    /// Reads and verifies only the head of the index file at `path`: a few
+    /// reads sized by the head's own length fields, never the extents.
+    pub fn read(path: &Path, object: &str) -> Result<IndexHead, RepoError> {
+        use std::io::Read;
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => RepoError::NotFound {
+                object: object.to_string(),
+            },
+            std::io::ErrorKind::UnexpectedEof => RepoError::corrupt(object, "truncated"),
+            _ => RepoError::io(path, e),
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
+        let mut buf = vec![0u8; 12];
+        reader.read_exact(&mut buf).map_err(io)?;
+        let mlen = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as u64;
+        let mut want = |buf: &mut Vec<u8>, more: u64| -> Result<(), RepoError> {
+            if (buf.len() as u64)
+                .checked_add(more)
+                .is_none_or(|end| end > file_len)
+            {
+                return Err(RepoError::corrupt(object, "truncated"));
+            }
+            let at = buf.len();
+            buf.resize(at + more as usize, 0);
+            reader.read_exact(&mut buf[at..]).map_err(io)
+        };
+        want(&mut buf, mlen + 8)?;
+        for last in [false, true] {
+            let at = buf.len() - 8;
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&buf[at..]);
+            let len = u64::from_le_bytes(len);
+            want(&mut buf, len.saturating_add(if last { 32 } else { 8 }))?;
+        }
+        IndexHead::parse(&mut Cursor { buf: &buf, pos: 0 }, object)
     }
 }
 
@@ -383,5 +458,35 @@ mod tests {
             assert!(BackupIndex::decode(&b, "i").is_err());
         }
         assert!(BackupIndex::decode(&bytes[..20], "i").is_err());
+    }
+
+    #[test]
+    fn the_head_reads_alone_and_checks_its_own_sum() {
+        let idx = sample();
+        let bytes = idx.encode().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        std::fs::write(&path, &bytes).unwrap();
+        let head = IndexHead::read(&path, "i").unwrap();
+        assert_eq!(head.manifest, idx.manifest);
+        assert_eq!(head.change, idx.change);
+        assert_eq!(head.allocated, idx.allocated);
+        // Damage in the extents leaves the head readable; damage in the head does not.
+        let head_len = bytes.len() - 32 - 8 - EXTENT_LEN;
+        let mut b = bytes.clone();
+        b[head_len + 10] ^= 1;
+        std::fs::write(&path, &b).unwrap();
+        assert!(IndexHead::read(&path, "i").is_ok());
+        assert!(BackupIndex::decode(&b, "i").is_err());
+        for i in [0, 9, 20, head_len - 40, head_len - 1] {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            std::fs::write(&path, &b).unwrap();
+            assert!(IndexHead::read(&path, "i").is_err(), "byte {i}");
+        }
+        for len in [4, 12, 40, head_len - 1] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            assert!(IndexHead::read(&path, "i").is_err(), "length {len}");
+        }
     }
 }

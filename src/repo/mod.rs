@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub use chain::ChainReader;
 pub use codec::Codec;
 pub use error::RepoError;
-pub use index::{BackupIndex, BackupManifest, Extent, Fingerprints, VolumeManifest};
+pub use index::{BackupIndex, BackupManifest, Extent, Fingerprints, IndexHead, VolumeManifest};
 pub use pack::{FrameLocation, PackId};
 
 /// Change bitmaps count in tracking blocks of this many bytes.
@@ -101,6 +101,11 @@ impl Repository {
             _ => RepoError::io(&path, e),
         })?;
         BackupIndex::decode(&bytes, &object)
+    }
+
+    /// Only the manifest and bitmaps of a backup's index (see `IndexHead`).
+    pub fn read_index_head(&self, backup_id: &str) -> Result<IndexHead, RepoError> {
+        IndexHead::read(&self.index_path(backup_id), &format!("index {backup_id}"))
     }
 
     /// The fingerprints this backup stored: one per block it holds data for

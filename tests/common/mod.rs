@@ -22,13 +22,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_blockdelta");
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// host:port of its iSCSI target.
+    pub iscsi: String,
     pub data_dir: PathBuf,
 }
 
 impl Server {
-    /// Starts `blockdelta serve --grpc-listen 127.0.0.1:0` and reads the bound
-    /// address from its first stdout line (30 s at most).
+    /// Starts `blockdelta serve` with gRPC and iSCSI on free loopback ports and
+    /// reads the bound addresses from its stdout (30 s at most).
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// As `start`, with more `serve` flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
@@ -38,6 +45,7 @@ impl Server {
                 "--iscsi-listen",
                 "127.0.0.1:0",
             ])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -46,18 +54,23 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut iscsi = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("iscsi listening on ") {
+                    iscsi = addr.to_string();
+                }
                 if let Some(addr) = line.strip_prefix("grpc listening on ") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), iscsi.clone()));
                 }
             }
         });
-        let addr = rx
+        let (addr, iscsi) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("server printed its address");
         Server {
             child,
             url: format!("http://{addr}"),
+            iscsi,
             data_dir: data_dir.to_path_buf(),
         }
     }
@@ -200,7 +213,7 @@ pub fn s(v: &Value) -> String {
 
 fn runs_to_blocks(v: &Value) -> Vec<u64> {
     let mut out = Vec::new();
-    for r in v["runs"].as_array().expect("runs") {
+    for r in v["extents"].as_array().expect("extents") {
         let (start, count) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
         out.extend(start..start + count);
     }

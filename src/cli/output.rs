@@ -1,0 +1,215 @@
+//! What the CLI prints: one readable block or line per record, or with `--json`
+//! one JSON object per record (keys as the proto's field names, plus `parent`,
+//! `volume` and `kind` where a script expects them).
+
+use serde_json::{Value, json};
+
+use blockdelta::api::pb;
+
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+fn or_null<T: serde::Serialize>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, |v| json!(v))
+}
+
+pub fn attachment_json(a: &pb::Attachment) -> Value {
+    json!({
+        "volume_id": a.volume_id, "portal": a.portal, "target_iqn": a.target_iqn, "lun": a.lun,
+        "block_size": a.block_size, "read_only": a.read_only, "initiator": a.initiator,
+        "chap_username": a.chap_username, "chap_secret": a.chap_secret,
+        "sessions": a.sessions, "attached_at": a.attached_at,
+    })
+}
+
+pub fn volume_json(v: &pb::Volume) -> Value {
+    let source = v.source_details.as_ref().map(|s| {
+        json!({
+            "type": s.r#type, "first_backup_id": s.first_backup_id,
+            "second_backup_id": s.second_backup_id,
+            "change_block_size_in_bytes": s.change_block_size_in_bytes,
+        })
+    });
+    json!({
+        "id": v.id, "name": v.name, "kind": v.kind, "path": v.path, "size": v.size,
+        "status": v.status, "created_at": v.created_at, "error": v.error,
+        "progress_done": v.progress_done, "progress_total": v.progress_total,
+        "source_details": or_null(source), "changed_bytes": v.changed_bytes,
+        "attachment": or_null(v.attachment.as_ref().map(attachment_json)),
+    })
+}
+
+pub fn print_volume(v: &pb::Volume, json: bool, detailed: bool) {
+    if json {
+        println!("{}", volume_json(v));
+    } else if detailed {
+        println!("id:         {}", v.id);
+        println!("name:       {}", v.name);
+        println!("kind:       {}", v.kind);
+        println!("status:     {}", v.status);
+        println!("size:       {} ({} bytes)", human(v.size), v.size);
+        if let Some(s) = &v.source_details {
+            println!(
+                "source:     {} {} -> {}, change blocks of {} bytes",
+                s.r#type, s.first_backup_id, s.second_backup_id, s.change_block_size_in_bytes
+            );
+            println!(
+                "changed:    {} ({} bytes)",
+                human(v.changed_bytes),
+                v.changed_bytes
+            );
+        } else {
+            println!("path:       {}", v.path);
+        }
+        if let Some(a) = &v.attachment {
+            println!(
+                "attached:   {} at {} LUN {} ({} sessions)",
+                a.target_iqn, a.portal, a.lun, a.sessions
+            );
+        }
+        println!("created_at: {}", v.created_at);
+        if !v.error.is_empty() {
+            println!("error:      {}", v.error);
+        }
+    } else {
+        println!(
+            "{}  {:<20} {:<10} {:>10}  {:<10} {}",
+            v.id,
+            v.name,
+            v.kind,
+            human(v.size),
+            v.status,
+            if v.kind == "delta" { "-" } else { &v.path }
+        );
+    }
+}
+
+pub fn print_attachment(a: &pb::Attachment, json: bool) {
+    if json {
+        println!("{}", attachment_json(a));
+        return;
+    }
+    println!("volume:     {}", a.volume_id);
+    println!("portal:     {}", a.portal);
+    println!("target:     {}", a.target_iqn);
+    println!("lun:        {}", a.lun);
+    println!("block size: {}", a.block_size);
+    println!("read-only:  {}", a.read_only);
+    if !a.initiator.is_empty() {
+        println!("initiator:  {}", a.initiator);
+    }
+    if !a.chap_username.is_empty() {
+        println!("chap user:  {}", a.chap_username);
+        println!("chap secret: {}", a.chap_secret);
+    }
+    println!(
+        "# iscsiadm -m discovery -t st -p {p}; iscsiadm -m node -T {t} -p {p} --login",
+        p = a.portal,
+        t = a.target_iqn
+    );
+}
+
+pub fn backup_json(b: &pb::Backup) -> Value {
+    json!({
+        "id": b.id, "status": b.status, "kind": b.kind,
+        "parent": if b.parent_id.is_empty() { Value::Null } else { json!(b.parent_id) },
+        "volume": b.volume_id, "name": b.name, "size": b.size, "created_at": b.created_at,
+        "completed_at": b.completed_at, "compression": b.compression, "chain": b.chain_id,
+        "changed_blocks": b.changed_blocks, "allocated_blocks": b.allocated_blocks,
+        "stored_bytes": b.stored_bytes, "content_hash": b.content_hash, "error": b.error,
+        "progress_done": b.progress_done, "progress_total": b.progress_total,
+    })
+}
+
+pub fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
+    let parent = if b.parent_id.is_empty() {
+        "-"
+    } else {
+        &b.parent_id
+    };
+    if json {
+        println!("{}", backup_json(b));
+    } else if detailed {
+        println!("id:             {}", b.id);
+        println!("name:           {}", b.name);
+        println!("kind:           {}", b.kind);
+        println!("status:         {}", b.status);
+        println!("volume:         {}", b.volume_id);
+        println!("parent:         {parent}");
+        println!("size:           {} ({} bytes)", human(b.size), b.size);
+        println!(
+            "progress:       {} / {}",
+            human(b.progress_done),
+            human(b.progress_total)
+        );
+        println!("changed blocks: {}", b.changed_blocks);
+        println!("stored:         {}", human(b.stored_bytes));
+        println!("compression:    {}", b.compression);
+        println!("created_at:     {}", b.created_at);
+        if !b.error.is_empty() {
+            println!("error:          {}", b.error);
+        }
+    } else {
+        println!(
+            "{}  {:<11} {:<10} {}  parent {:<20} changed {:>9}  {}",
+            b.id, b.kind, b.status, b.volume_id, parent, b.changed_blocks, b.created_at
+        );
+    }
+}
+
+/// A whole listing (all the pages the CLI fetched) and where it stopped.
+pub struct ExtentListing {
+    pub what: String,
+    pub first_backup_id: String,
+    pub second_backup_id: String,
+    pub block_size: u64,
+    pub volume_size: u64,
+    pub total_blocks: u64,
+    pub extents: Vec<(u64, u64)>,
+    pub next_page_token: String,
+}
+
+pub fn print_extents(l: &ExtentListing, json: bool) {
+    if json {
+        let extents: Vec<[u64; 2]> = l.extents.iter().map(|&(s, c)| [s, c]).collect();
+        println!(
+            "{}",
+            json!({
+                "first_backup_id": l.first_backup_id, "second_backup_id": l.second_backup_id,
+                "block_size": l.block_size, "volume_size": l.volume_size,
+                "total_blocks": l.total_blocks, "extents": extents,
+                "next_page_token": l.next_page_token,
+            })
+        );
+        return;
+    }
+    let blocks: u64 = l.extents.iter().map(|e| e.1).sum();
+    println!(
+        "# {}: {blocks} of {} blocks of {} bytes in {} extents",
+        l.what,
+        l.total_blocks,
+        l.block_size,
+        l.extents.len()
+    );
+    println!("# first_block block_count byte_offset byte_length");
+    for &(start, count) in &l.extents {
+        let offset = start * l.block_size;
+        let end = ((start + count) * l.block_size).min(l.volume_size);
+        println!("{start} {count} {offset} {}", end - offset);
+    }
+    if !l.next_page_token.is_empty() {
+        println!("# more: --page-token {}", l.next_page_token);
+    }
+}

@@ -1,0 +1,108 @@
+//! `blockdelta serve`: catalog, repository, the iSCSI target and gRPC, on embedded
+//! defaults unless a config file, the environment or flags say otherwise.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use blockdelta::api::Api;
+use blockdelta::config::{Config, Overrides};
+use blockdelta::engine::Service;
+use blockdelta::export::{ExportConfig, Exports};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "BLOCKDELTA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Catalog, repository and managed volumes [default: ./blockdelta-data].
+    #[arg(long, env = "BLOCKDELTA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
+    #[arg(long, env = "BLOCKDELTA_GRPC_LISTEN")]
+    grpc_listen: Option<String>,
+    /// iSCSI listen address [default: 127.0.0.1:3260]; port 0 picks a free port.
+    #[arg(long, env = "BLOCKDELTA_ISCSI_LISTEN")]
+    iscsi_listen: Option<String>,
+    /// Require CHAP on every attachment [default: false].
+    #[arg(long, env = "BLOCKDELTA_ISCSI_CHAP")]
+    iscsi_chap: Option<bool>,
+    /// Allow delta volumes [default: true].
+    #[arg(long, env = "BLOCKDELTA_DELTA_ENABLED")]
+    delta_enabled: Option<bool>,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::load(
+        args.config.as_deref(),
+        Overrides {
+            data_dir: args.data_dir,
+            grpc_listen: args.grpc_listen,
+            iscsi_listen: args.iscsi_listen,
+            iscsi_chap: args.iscsi_chap,
+            delta_enabled: args.delta_enabled,
+        },
+    )?;
+    let data_dir = config.data_dir.clone();
+    let svc = tokio::task::spawn_blocking(move || Service::open(&data_dir))
+        .await?
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let iscsi_listen = tokio::net::lookup_host(&config.iscsi_listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("iSCSI listen address {:?}", config.iscsi_listen))?;
+    let exports = Exports::start(
+        svc.clone(),
+        ExportConfig {
+            listen: iscsi_listen,
+            iqn_prefix: config.iscsi_iqn_prefix.clone(),
+            require_chap: config.iscsi_chap,
+        },
+    )
+    .await
+    .with_context(|| format!("starting the iSCSI target on {}", config.iscsi_listen))?;
+    let listener = tokio::net::TcpListener::bind(&config.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
+    let addr = listener.local_addr()?;
+    println!("iscsi listening on {}", exports.portal());
+    println!("grpc listening on {addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, iscsi = %exports.portal(), data_dir = %config.data_dir.display(), "blockdelta serving");
+    let api = Arc::new(Api {
+        svc: svc.clone(),
+        exports,
+        delta_enabled: config.delta_enabled,
+    });
+    blockdelta::api::serve(api, listener, shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!("gRPC server: {e}"))?;
+    tracing::info!("shutting down: interrupting running jobs");
+    tokio::task::spawn_blocking(move || svc.shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

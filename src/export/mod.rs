@@ -1,0 +1,319 @@
+//! Attachments: volumes exported on the server's built-in iSCSI target, each as
+//! its own target name with one LUN, LUN 0. A managed or registered volume is
+//! exported as its file (`FileLun`); a delta volume as a `DeltaVolume` over the
+//! repository. The catalog remembers attachments, so a restarted server exports
+//! them again under the same names and credentials.
+//!
+//! This layer sits beside the API: `api → export → engine, delta, target-emulator`.
+//! It owns the order of side effects: the export exists before the catalog says
+//! `in-use`, and the catalog forgets an attachment only after its export is gone.
+
+pub mod error;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::Rng;
+use target_emulator::{
+    Authentication, ChapCredentials, Export, FileLun, Lun, Target, TargetConfig, target,
+};
+
+pub use error::ExportError;
+
+use crate::catalog::time::now_rfc3339;
+use crate::catalog::{AttachmentRecord, VolumeRecord, status};
+use crate::delta::read_ahead::ReadAheadPool;
+use crate::delta::{self, DeltaVolume};
+use crate::engine::Service;
+
+/// How attachments are made.
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    /// Where the iSCSI target listens (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Target names are `<prefix>:<volume id>`.
+    pub iqn_prefix: String,
+    /// Every attachment requires CHAP, whatever the request says.
+    pub require_chap: bool,
+}
+
+/// What an attach request asks for.
+#[derive(Clone, Debug, Default)]
+pub struct AttachRequest {
+    pub initiator: String,
+    pub chap: bool,
+    /// 0 = 512.
+    pub block_size: u32,
+    pub read_only: bool,
+}
+
+pub struct Exports {
+    svc: Arc<Service>,
+    target: Target,
+    config: ExportConfig,
+    read_ahead: Arc<ReadAheadPool>,
+    /// Attach, detach and delete run one at a time: a volume is never exported
+    /// twice, nor deleted while being attached.
+    serial: Mutex<()>,
+}
+
+impl Exports {
+    /// Starts the iSCSI target and exports every volume the catalog says is
+    /// attached. An attachment that cannot be restored (its file is gone, say) is
+    /// dropped and its volume marked `error` with the reason.
+    pub async fn start(svc: Arc<Service>, config: ExportConfig) -> std::io::Result<Arc<Exports>> {
+        let target = Target::start(TargetConfig {
+            portal: config.listen,
+            discovery_auth: None,
+        })
+        .await?;
+        let exports = Arc::new(Exports {
+            read_ahead: ReadAheadPool::new(crate::engine::worker_count()),
+            svc,
+            target,
+            config,
+            serial: Mutex::new(()),
+        });
+        let restoring = exports.clone();
+        tokio::task::spawn_blocking(move || restoring.restore_attachments())
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(exports)
+    }
+
+    /// The portal initiators connect to.
+    pub fn portal(&self) -> SocketAddr {
+        self.target.local_addr()
+    }
+
+    fn serial(&self) -> MutexGuard<'_, ()> {
+        self.serial.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn restore_attachments(&self) {
+        let attachments = match self.svc.catalog().list_attachments() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list attachments to restore");
+                return;
+            }
+        };
+        for a in attachments {
+            let restored = self
+                .svc
+                .get_volume(&a.volume_id)
+                .map_err(ExportError::from)
+                .and_then(|v| self.export(&v, &a));
+            match restored {
+                Ok(()) => {
+                    tracing::info!(volume = %a.volume_id, target = %a.target_name, "attachment restored")
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %a.volume_id, error = %e, "attachment dropped");
+                    let catalog = self.svc.catalog();
+                    let _ = catalog.delete_attachment(&a.volume_id);
+                    let _ = catalog.set_volume_status(
+                        &a.volume_id,
+                        status::ERROR,
+                        &format!("attachment could not be restored: {e}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The attachment of a volume (id or name), if any, with its live session count.
+    pub fn attachment(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<(AttachmentRecord, u32)>, ExportError> {
+        Ok(self.svc.catalog().attachment(volume_id)?.map(|a| {
+            let sessions = self.target.active_sessions(&a.target_name) as u32;
+            (a, sessions)
+        }))
+    }
+
+    /// Exports a volume. Delta volumes are always read-only; CHAP credentials are
+    /// generated when asked for or required by the configuration.
+    pub fn attach(
+        &self,
+        volume: &str,
+        req: &AttachRequest,
+    ) -> Result<(AttachmentRecord, VolumeRecord), ExportError> {
+        let _one = self.serial();
+        let mut volume = self.svc.get_volume(volume)?;
+        if let Some(a) = self.svc.catalog().attachment(&volume.id)? {
+            return Err(ExportError::AlreadyAttached {
+                volume: volume.id,
+                target: a.target_name,
+            });
+        }
+        if volume.status != status::AVAILABLE {
+            return Err(ExportError::NotAttachable {
+                volume: volume.id,
+                status: volume.status,
+            });
+        }
+        let block_size = match req.block_size {
+            0 => 512,
+            512 | 4096 => req.block_size,
+            other => return Err(ExportError::BlockSize(other)),
+        };
+        if !req.initiator.is_empty() && !target::valid_name(&req.initiator) {
+            return Err(ExportError::InvalidInitiator(req.initiator.clone()));
+        }
+        let (chap_user, chap_secret) = if req.chap || self.config.require_chap {
+            let user = format!("bd-{:08x}", rand::random::<u32>());
+            (user, random_secret())
+        } else {
+            (String::new(), String::new())
+        };
+        let record = AttachmentRecord {
+            volume_id: volume.id.clone(),
+            target_name: format!("{}:{}", self.config.iqn_prefix, volume.id),
+            initiator: req.initiator.clone(),
+            chap_user,
+            chap_secret,
+            block_size,
+            read_only: req.read_only || volume.kind == "delta",
+            attached_at: now_rfc3339(),
+        };
+        self.export(&volume, &record)?;
+        if let Err(e) = self.svc.catalog().insert_attachment(&record) {
+            self.target.remove_export(&record.target_name);
+            return Err(e.into());
+        }
+        self.svc.audit_action(
+            "volume.attach",
+            &volume.id,
+            serde_json::json!({"target": record.target_name, "initiator": record.initiator,
+                "chap": !record.chap_user.is_empty(), "blockSize": block_size, "readOnly": record.read_only}),
+        );
+        volume.status = status::IN_USE.to_string();
+        Ok((record, volume))
+    }
+
+    /// Removes a volume's export. With sessions logged in, refused unless
+    /// `force`, which ends them. Returns the volume and the sessions ended.
+    pub fn detach(&self, volume: &str, force: bool) -> Result<(VolumeRecord, u32), ExportError> {
+        let _one = self.serial();
+        self.detach_locked(volume, force)
+    }
+
+    fn detach_locked(&self, volume: &str, force: bool) -> Result<(VolumeRecord, u32), ExportError> {
+        let mut volume = self.svc.get_volume(volume)?;
+        let Some(a) = self.svc.catalog().attachment(&volume.id)? else {
+            return Err(ExportError::NotAttached(volume.id));
+        };
+        let sessions = self.target.active_sessions(&a.target_name) as u32;
+        if sessions > 0 && !force {
+            return Err(ExportError::SessionsActive {
+                volume: volume.id,
+                target: a.target_name,
+                sessions,
+            });
+        }
+        self.target.remove_export(&a.target_name);
+        self.svc.catalog().delete_attachment(&volume.id)?;
+        self.svc.audit_action(
+            "volume.detach",
+            &volume.id,
+            serde_json::json!({"target": a.target_name, "sessionsEnded": sessions}),
+        );
+        if volume.status == status::IN_USE {
+            volume.status = status::AVAILABLE.to_string();
+        }
+        Ok((volume, sessions))
+    }
+
+    /// Deletes a volume; an attached one only with `force`, which detaches it
+    /// first (ending its sessions).
+    pub fn delete_volume(&self, volume: &str, force: bool) -> Result<VolumeRecord, ExportError> {
+        let _one = self.serial();
+        let record = self.svc.get_volume(volume)?;
+        if let Some(a) = self.svc.catalog().attachment(&record.id)? {
+            if !force {
+                return Err(ExportError::Attached {
+                    volume: record.id,
+                    target: a.target_name,
+                });
+            }
+            self.detach_locked(&record.id, true)?;
+        }
+        Ok(self.svc.delete_volume(&record.id)?)
+    }
+
+    /// Adds the export for an attachment record.
+    fn export(&self, volume: &VolumeRecord, a: &AttachmentRecord) -> Result<(), ExportError> {
+        let lun = self.lun_for(volume, a)?;
+        let auth = (!a.chap_user.is_empty()).then(|| Authentication {
+            initiator: ChapCredentials {
+                user: a.chap_user.clone(),
+                secret: a.chap_secret.clone(),
+            },
+            target: None,
+        });
+        let allowed_initiators = if a.initiator.is_empty() {
+            Vec::new()
+        } else {
+            vec![a.initiator.clone()]
+        };
+        self.target.add_export(
+            &a.target_name,
+            Export {
+                lun,
+                auth,
+                allowed_initiators,
+            },
+        )?;
+        Ok(())
+    }
+
+    fn lun_for(
+        &self,
+        volume: &VolumeRecord,
+        a: &AttachmentRecord,
+    ) -> Result<Arc<dyn Lun>, ExportError> {
+        if volume.kind != "delta" {
+            let lun = FileLun::open(Path::new(&volume.path), a.block_size, a.read_only).map_err(
+                |source| ExportError::Open {
+                    volume: volume.id.clone(),
+                    path: volume.path.clone(),
+                    source,
+                },
+            )?;
+            return Ok(Arc::new(lun));
+        }
+        let source = self
+            .svc
+            .catalog()
+            .delta_source(&volume.id)?
+            .ok_or_else(|| ExportError::MissingDeltaSource(volume.id.clone()))?;
+        let checked = delta::rules::check_pair(
+            self.svc.catalog(),
+            &source.first_backup_id,
+            &source.second_backup_id,
+            source.change_block_size,
+        )?;
+        let map = delta::compute(self.svc.chain_reader(), &checked)?;
+        Ok(Arc::new(DeltaVolume::new(
+            self.svc.chain_reader().clone(),
+            &source.second_backup_id,
+            Arc::new(map),
+            a.block_size,
+            volume.id.clone(),
+            Some(self.read_ahead.clone()),
+        )))
+    }
+}
+
+/// 16 characters from a 62-letter alphabet: about 95 bits, and within the 12–16
+/// characters every initiator accepts as a CHAP secret.
+fn random_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
