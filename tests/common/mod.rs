@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod delta;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
