@@ -125,6 +125,14 @@ impl Lun for DeltaVolume {
         true
     }
 
+    /// Clear, as Oracle's delta volumes appear to hosts: its workflow runs
+    /// `sg_get_lba_status` on the disk without `-R`, which opens it read-write,
+    /// and Linux refuses that on a disk whose MODE SENSE says WP. Every write is
+    /// still refused with DATA PROTECT / WRITE PROTECTED.
+    fn reports_write_protect(&self) -> bool {
+        false
+    }
+
     fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), LunError> {
         let start = lba * self.block_size as u64;
         let end = start + buf.len() as u64;

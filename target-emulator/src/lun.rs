@@ -40,8 +40,15 @@ pub trait Lun: Send + Sync {
     fn block_size(&self) -> u32;
     /// Number of logical blocks.
     fn block_count(&self) -> u64;
-    /// Whether writes are refused (MODE SENSE WP=1, DATA PROTECT on write).
+    /// Whether writes are refused (DATA PROTECT / WRITE PROTECTED on every write).
     fn read_only(&self) -> bool;
+    /// MODE SENSE's WP bit; by default, whether the unit is read-only. A read-only unit
+    /// may leave it clear so that hosts can open it read-write: Linux marks a WP disk
+    /// read-only and refuses `open(O_RDWR)`, which sg3_utils does unless given `-R`. Writes
+    /// are refused either way.
+    fn reports_write_protect(&self) -> bool {
+        self.read_only()
+    }
     /// Fills `buf` (a whole number of blocks) from block `lba` on.
     fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), LunError>;
     /// Writes `data` (a whole number of blocks) at block `lba`.

@@ -40,7 +40,7 @@ pub fn mode_sense(lun: &dyn Lun, m: &ModeSense) -> Result<Vec<u8>, Sense> {
         block_descriptor(lun, m.long_lba_accepted)
     };
     // Device-specific parameter: WP (bit 7) and DPOFUA (bit 4).
-    let device_specific = if lun.read_only() { 0x80 } else { 0 } | 0x10;
+    let device_specific = if lun.reports_write_protect() { 0x80 } else { 0 } | 0x10;
     let mut d = Vec::new();
     if m.ten_byte {
         let total = 8 + descriptor.len() + pages.len();
