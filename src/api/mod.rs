@@ -91,8 +91,10 @@ pub async fn serve(
         .add_service(
             csi_pb::snapshot_metadata_server::SnapshotMetadataServer::new(csi::CsiApi { api }),
         )
+        // TCP_NODELAY: without it a small response written as separate HTTP/2
+        // frames waits for the client's delayed ACK, adding ~40 ms to a call.
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await?;

@@ -27,8 +27,10 @@ pub enum VolumeCommand {
         /// reads as zeros.
         #[arg(long, requires_all = ["first_backup", "second_backup"])]
         from_delta: bool,
+        /// The older backup.
         #[arg(long, requires = "from_delta")]
         first_backup: Option<String>,
+        /// The newer backup: an incremental of the same chain.
         #[arg(long, requires = "from_delta")]
         second_backup: Option<String>,
         /// Power of two from 4096 to 1048576 bytes.

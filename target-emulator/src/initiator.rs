@@ -61,6 +61,8 @@ pub struct Initiator {
     /// The target's MaxRecvDataSegmentLength: our largest Data-Out segment.
     target_mrdsl: usize,
     immediate_limit: usize,
+    /// The LUN field of every command (SAM-5 single-level, peripheral addressing).
+    lun: [u8; 8],
 }
 
 const OUR_MRDSL: u32 = 262_144;
@@ -77,6 +79,7 @@ impl Initiator {
             exp_stat_sn: 0,
             target_mrdsl: 8192,
             immediate_limit: 0,
+            lun: [0; 8],
         };
         me.conn.max_recv_data = OUR_MRDSL as usize;
         me.login(opts).await?;
@@ -284,7 +287,13 @@ impl Initiator {
         Ok(out)
     }
 
-    /// Runs one SCSI command on LUN 0. `data_out` non-empty makes it a write; `expected_in` is the
+    /// Addresses later commands to `lun` instead of LUN 0 (tgt, for one, serves its
+    /// disks from LUN 1).
+    pub fn use_lun(&mut self, lun: u8) {
+        self.lun = [0, lun, 0, 0, 0, 0, 0, 0];
+    }
+
+    /// Runs one SCSI command on the current LUN (LUN 0 unless `use_lun`). `data_out` non-empty makes it a write; `expected_in` is the
     /// ExpectedDataTransferLength for a read.
     pub async fn command(
         &mut self,
@@ -301,7 +310,7 @@ impl Initiator {
             read: expected_in > 0,
             write,
             attr: 1,
-            lun: [0; 8],
+            lun: self.lun,
             itt,
             expected_data_len: if write {
                 data_out.len() as u32
@@ -348,7 +357,7 @@ impl Initiator {
                         let n = (end - at).min(self.target_mrdsl);
                         let out = DataOut {
                             final_flag: at + n == end,
-                            lun: [0; 8],
+                            lun: self.lun,
                             itt,
                             ttt: r.ttt,
                             exp_stat_sn: self.exp_stat_sn,
