@@ -188,7 +188,10 @@ fn parse_ranges(text: &str) -> Option<Vec<(u64, u64)>> {
         .filter(|w| !w.is_empty())
         .map(|w| w.parse().ok())
         .collect::<Option<_>>()?;
-    (numbers.len() % 2 == 0).then(|| numbers.chunks(2).map(|p| (p[0], p[1])).collect())
+    numbers
+        .len()
+        .is_multiple_of(2)
+        .then(|| numbers.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 
 /// Reads the ranges front to back in READ(16)s of at most 1 MiB; prints bytes, seconds, MB/s.
