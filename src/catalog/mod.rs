@@ -19,6 +19,15 @@ pub use attachments::AttachmentRecord;
 pub use deltas::DeltaSourceRecord;
 pub use error::CatalogError;
 
+/// Backup ids, as the engine makes them: `bkp-` and 16 lower-case hex digits.
+pub fn well_formed_backup_id(id: &str) -> bool {
+    id.strip_prefix("bkp-").is_some_and(|h| {
+        h.len() == 16
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 pub mod status {
     pub const AVAILABLE: &str = "available";
     pub const CREATING: &str = "creating";

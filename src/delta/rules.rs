@@ -55,17 +55,8 @@ pub fn change_block_size(bytes: u64) -> Result<u64, DeltaError> {
     }
 }
 
-/// Backup ids are `bkp-` and 16 lower-case hex digits.
-pub fn well_formed_backup_id(id: &str) -> bool {
-    id.strip_prefix("bkp-").is_some_and(|h| {
-        h.len() == 16
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 fn backup_id(which: &'static str, id: &str) -> Result<(), DeltaError> {
-    if well_formed_backup_id(id) {
+    if crate::catalog::well_formed_backup_id(id) {
         Ok(())
     } else {
         Err(DeltaError::MalformedId {
@@ -255,6 +246,7 @@ mod tests {
 
     #[test]
     fn backup_ids() {
+        use crate::catalog::well_formed_backup_id;
         assert!(well_formed_backup_id("bkp-0123456789abcdef"));
         assert!(!well_formed_backup_id("bkp-0123456789ABCDEF"));
         assert!(!well_formed_backup_id("bkp-0123"));

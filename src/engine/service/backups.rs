@@ -1,0 +1,390 @@
+//! Backups as the user sees them: create (full or incremental, in the
+//! background), list, delete (respecting chains and delta volumes), restore,
+//! verify, garbage collection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{
+    CreateBackup, Service, check_backup_id, check_name, lock, new_id, not_found, volume_manifest,
+};
+use crate::catalog::time::now_rfc3339;
+use crate::catalog::{BackupRecord, VolumeRecord, status};
+use crate::engine::backup::{BackupPlan, run_backup};
+use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
+use crate::engine::source::volume_size;
+use crate::engine::{EngineError, JobControl};
+use crate::repo::{BackupManifest, Codec, TRACKING_BLOCK_SIZE, VolumeManifest};
+
+impl Service {
+    pub fn create_backup(self: &Arc<Self>, req: CreateBackup) -> Result<BackupRecord, EngineError> {
+        let volume = self.get_volume(&req.volume)?;
+        let codec = Codec::parse(&req.compression)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        if !req.name.is_empty() {
+            check_name("backup", &req.name)?;
+        }
+        if volume.kind == "delta" {
+            return Err(EngineError::InvalidArgument(format!(
+                "volume {} is a delta volume: its data is already in backups {}",
+                volume.id, "and cannot be backed up again"
+            )));
+        }
+        if volume.status != status::AVAILABLE && !req.force {
+            return Err(EngineError::FailedPrecondition(format!(
+                "volume {} is {}, not available (use --force to back it up anyway)",
+                volume.id, volume.status
+            )));
+        }
+        let size = volume_size(Path::new(&volume.path))?;
+        if !size.is_multiple_of(TRACKING_BLOCK_SIZE) {
+            return Err(EngineError::FailedPrecondition(format!(
+                "volume {} is {size} bytes now, not a multiple of 4096",
+                volume.id
+            )));
+        }
+        let id = new_id("bkp");
+        self.claim_volume(&volume.id, format!("backup {id}"))?;
+        let result = self.start_backup(&id, &volume, size, codec, req);
+        if result.is_err() {
+            self.release_volume(&volume.id);
+        }
+        result
+    }
+
+    fn start_backup(
+        self: &Arc<Self>,
+        id: &str,
+        volume: &VolumeRecord,
+        size: u64,
+        codec: Codec,
+        req: CreateBackup,
+    ) -> Result<BackupRecord, EngineError> {
+        let parent = if req.incremental {
+            let parent = self.catalog.incremental_parent(&volume.id)?.ok_or_else(|| {
+                EngineError::FailedPrecondition(format!(
+                    "volume {} has no available full backup to base an incremental on; create a full backup first",
+                    volume.id
+                ))
+            })?;
+            if !self.repo.has_index(&parent.id) {
+                return Err(EngineError::FailedPrecondition(format!(
+                    "parent backup {} is missing from the repository",
+                    parent.id
+                )));
+            }
+            Some(parent)
+        } else {
+            None
+        };
+        let record = BackupRecord {
+            id: id.to_string(),
+            volume_id: volume.id.clone(),
+            name: if req.name.is_empty() {
+                id.to_string()
+            } else {
+                req.name.clone()
+            },
+            kind: if parent.is_some() {
+                "incremental"
+            } else {
+                "full"
+            }
+            .to_string(),
+            parent_id: parent.as_ref().map(|p| p.id.clone()),
+            chain_id: parent
+                .as_ref()
+                .map_or_else(|| id.to_string(), |p| p.chain_id.clone()),
+            status: status::CREATING.to_string(),
+            size,
+            compression: codec.name().to_string(),
+            created_at: now_rfc3339(),
+            ..Default::default()
+        };
+        self.catalog.insert_backup(&record)?;
+        self.audit_action(
+            "backup.create",
+            &record.id,
+            serde_json::json!({"volume": record.volume_id, "kind": record.kind, "parent": record.parent_id}),
+        );
+        let plan = BackupPlan {
+            manifest: BackupManifest {
+                format_version: crate::repo::FORMAT_VERSION,
+                id: record.id.clone(),
+                name: record.name.clone(),
+                kind: record.kind.clone(),
+                parent_id: record.parent_id.clone(),
+                chain_id: record.chain_id.clone(),
+                volume: VolumeManifest {
+                    size,
+                    ..volume_manifest(volume)
+                },
+                size,
+                compression: record.compression.clone(),
+                created_at: record.created_at.clone(),
+                completed_at: String::new(),
+                content_hash: String::new(),
+                changed_blocks: 0,
+                allocated_blocks: 0,
+                stored_bytes: 0,
+            },
+            source: PathBuf::from(&volume.path),
+            codec,
+        };
+        let volume_id = volume.id.clone();
+        let backup_id = record.id.clone();
+        self.spawn_job(backup_id.clone(), move |svc, control| {
+            let result = {
+                let _shared = svc.gc_lock.read().unwrap_or_else(|p| p.into_inner());
+                run_backup(&svc.repo, plan, control)
+            };
+            let outcome = match result {
+                Ok(out) => {
+                    let done = BackupRecord {
+                        id: backup_id.clone(),
+                        changed_blocks: out.changed_blocks,
+                        allocated_blocks: out.allocated_blocks,
+                        stored_bytes: out.stored_bytes,
+                        content_hash: out.content_hash,
+                        completed_at: out.completed_at,
+                        ..Default::default()
+                    };
+                    svc.catalog
+                        .complete_backup(&done)
+                        .map_err(EngineError::from)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(backup = %backup_id, error = %e, "backup failed");
+                let _ = svc.repo.remove_backup(&backup_id);
+                let _ = svc
+                    .catalog
+                    .set_backup_status(&backup_id, status::ERROR, &e.to_string());
+                // Free what the failed run wrote now, unless other backups are
+                // running (then the next collection or restart does it).
+                if let Ok(_exclusive) = svc.gc_lock.try_write() {
+                    let _ = svc.repo.remove_unreferenced_packs();
+                }
+            } else {
+                tracing::info!(backup = %backup_id, "backup available");
+            }
+            svc.release_volume(&volume_id);
+        });
+        Ok(record)
+    }
+
+    pub fn get_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
+        check_backup_id(id)?;
+        self.catalog.get_backup(id).map_err(not_found)
+    }
+
+    pub fn list_backups(&self, volume: Option<&str>) -> Result<Vec<BackupRecord>, EngineError> {
+        let volume_id = match volume {
+            Some(v) => Some(self.get_volume(v)?.id),
+            None => None,
+        };
+        Ok(self.catalog.list_backups(volume_id.as_deref())?)
+    }
+
+    /// Progress of a running backup.
+    pub fn backup_progress(&self, backup_id: &str) -> Option<(u64, u64)> {
+        lock(&self.jobs)
+            .get(backup_id)
+            .map(|j| j.control.progress())
+    }
+
+    /// Deletes a backup in the background (status `deleting`). Refused while
+    /// incrementals depend on it; a running backup only with `force`, which
+    /// cancels it and removes what it wrote.
+    pub fn delete_backup(
+        self: &Arc<Self>,
+        id: &str,
+        force: bool,
+    ) -> Result<BackupRecord, EngineError> {
+        let mut backup = self.get_backup(id)?;
+        let dependents: Vec<String> = self
+            .catalog
+            .children(id)?
+            .into_iter()
+            .filter(|c| {
+                self.catalog
+                    .get_backup(c)
+                    .is_ok_and(|b| b.status != status::ERROR)
+            })
+            .collect();
+        if !dependents.is_empty() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "backup {id} has dependent incremental backups ({}); delete them first",
+                dependents.join(", ")
+            )));
+        }
+        let deltas = self.catalog.delta_volumes_of_backup(id)?;
+        if !deltas.is_empty() {
+            return Err(EngineError::FailedPrecondition(format!(
+                "backup {id} is the source of delta volumes ({}); delete them first",
+                deltas.join(", ")
+            )));
+        }
+        match backup.status.as_str() {
+            status::CREATING if !force => {
+                return Err(EngineError::FailedPrecondition(format!(
+                    "backup {id} is being created; use --force to cancel and delete it"
+                )));
+            }
+            status::RESTORING => {
+                return Err(EngineError::FailedPrecondition(format!(
+                    "backup {id} is being restored; delete it when the restore ends"
+                )));
+            }
+            status::DELETING => return Ok(backup),
+            _ => {}
+        }
+        let running = lock(&self.jobs).get(id).cloned();
+        self.catalog.set_backup_status(id, status::DELETING, "")?;
+        backup.status = status::DELETING.to_string();
+        self.audit_action("backup.delete", id, serde_json::json!({"force": force}));
+        let svc = self.clone();
+        let id = id.to_string();
+        std::thread::spawn(move || {
+            if let Some(job) = running {
+                job.control.cancel();
+                if let Some(h) = lock(&job.handle).take() {
+                    let _ = h.join();
+                }
+            }
+            let result = svc
+                .repo
+                .remove_backup(&id)
+                .map_err(EngineError::from)
+                .and_then(|_| Ok(svc.catalog.delete_backup(&id)?));
+            svc.reader.forget(&id);
+            match result {
+                Ok(()) => {
+                    if let Err(e) = svc.collect_garbage() {
+                        tracing::warn!(error = %e, "garbage collection after delete failed");
+                    }
+                }
+                Err(e) => {
+                    let _ = svc
+                        .catalog
+                        .set_backup_status(&id, status::ERROR, &e.to_string());
+                }
+            }
+        });
+        Ok(backup)
+    }
+
+    fn available_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
+        let backup = self.get_backup(id)?;
+        if backup.status != status::AVAILABLE {
+            return Err(EngineError::FailedPrecondition(format!(
+                "backup {id} is {}, not available",
+                backup.status
+            )));
+        }
+        Ok(backup)
+    }
+
+    /// Restores onto `volume` (id or name; at least the backup's size) or onto a
+    /// new managed volume. Runs in the background; the volume is `restoring`.
+    pub fn restore_backup(
+        self: &Arc<Self>,
+        id: &str,
+        volume: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(BackupRecord, VolumeRecord), EngineError> {
+        let mut backup = self.available_backup(id)?;
+        if !self.repo.has_index(id) {
+            return Err(EngineError::FailedPrecondition(format!(
+                "backup {id} is missing from the repository"
+            )));
+        }
+        let (mut target, fresh) = match volume {
+            Some(v) => {
+                let target = self.get_volume(v)?;
+                if target.kind == "delta" {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "volume {} is a delta volume: it is read-only",
+                        target.id
+                    )));
+                }
+                if target.status == status::IN_USE {
+                    return Err(EngineError::FailedPrecondition(format!(
+                        "volume {} is attached (in-use); detach it before restoring onto it",
+                        target.id
+                    )));
+                }
+                if target.size < backup.size {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "volume {} ({} bytes) is smaller than backup {id} ({} bytes)",
+                        target.id, target.size, backup.size
+                    )));
+                }
+                self.claim_volume(&target.id, format!("restore of {id}"))?;
+                (target, false)
+            }
+            None => {
+                let default = format!("restore-{id}-{:04x}", rand::random::<u16>());
+                let target = self.create_volume(name.unwrap_or(&default), backup.size)?;
+                self.claim_volume(&target.id, format!("restore of {id}"))?;
+                (target, true)
+            }
+        };
+        let started = self
+            .catalog
+            .set_volume_status(&target.id, status::RESTORING, "")
+            .and_then(|_| self.catalog.set_backup_status(id, status::RESTORING, ""));
+        if let Err(e) = started {
+            self.release_volume(&target.id);
+            return Err(e.into());
+        }
+        self.audit_action(
+            "backup.restore",
+            &target.id,
+            serde_json::json!({"sourceDetails": {"type": "volumeBackup", "id": id}, "newVolume": fresh}),
+        );
+        target.status = status::RESTORING.to_string();
+        backup.status = status::RESTORING.to_string();
+        let (backup_id, volume_id, path) = (
+            id.to_string(),
+            target.id.clone(),
+            PathBuf::from(&target.path),
+        );
+        self.spawn_job(volume_id.clone(), move |svc, control| {
+            let result = {
+                let _shared = svc.gc_lock.read().unwrap_or_else(|p| p.into_inner());
+                run_restore(&svc.reader, &backup_id, &path, fresh, control)
+            };
+            let (st, err) = match &result {
+                Ok(()) => (status::AVAILABLE, String::new()),
+                Err(e) => {
+                    tracing::warn!(backup = %backup_id, volume = %volume_id, error = %e, "restore failed");
+                    (status::ERROR, e.to_string())
+                }
+            };
+            let _ = svc.catalog.set_volume_status(&volume_id, st, &err);
+            let _ = svc.catalog.set_backup_status(&backup_id, status::AVAILABLE, "");
+            svc.release_volume(&volume_id);
+        });
+        Ok((backup, target))
+    }
+
+    pub fn verify_backup(&self, id: &str) -> Result<VerifyOutcome, EngineError> {
+        let backup = self.get_backup(id)?;
+        if backup.status != status::AVAILABLE && backup.status != status::RESTORING {
+            return Err(EngineError::FailedPrecondition(format!(
+                "backup {id} is {}, not available",
+                backup.status
+            )));
+        }
+        let control = JobControl::default();
+        run_verify(&self.reader, id, &control)
+    }
+
+    /// Removes packs no index references; waits for running backups to finish.
+    pub fn collect_garbage(&self) -> Result<(u64, u64), EngineError> {
+        let _exclusive = self.gc_lock.write().unwrap_or_else(|p| p.into_inner());
+        Ok(self.repo.remove_unreferenced_packs()?)
+    }
+}

@@ -1,0 +1,264 @@
+//! The backup service: volumes and backups as the user sees them. Validates
+//! requests, keeps the catalog in step with the repository, runs backups and
+//! restores as background jobs (one per volume at a time) and reports progress.
+//!
+//! - this file: the service itself, opening a data directory, jobs, shutdown;
+//! - [`volumes`]: managed, registered and delta volume records, the audit log;
+//! - [`backups`]: backups, restore, verify, garbage collection;
+//! - [`recover`]: rebuilding the catalog from the repository.
+//!
+//! Every method blocks (SQLite, file I/O): async callers use `spawn_blocking`.
+
+mod backups;
+mod recover;
+mod volumes;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+
+use super::{EngineError, JobControl};
+use crate::catalog::{Catalog, CatalogError, VolumeRecord, status};
+use crate::repo::{ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest};
+
+pub use recover::RecoverReport;
+
+pub const MAX_VOLUME_SIZE: u64 = 256 << 40;
+
+pub struct CreateBackup {
+    pub volume: String,
+    pub name: String,
+    pub incremental: bool,
+    pub force: bool,
+    pub compression: String,
+}
+
+struct Job {
+    control: JobControl,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub struct Service {
+    volumes_dir: PathBuf,
+    catalog: Catalog,
+    repo: Repository,
+    reader: Arc<ChainReader>,
+    /// Running jobs: backup jobs by backup id, restore jobs by target volume id.
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// Volumes with a backup or restore running, and which.
+    busy: Mutex<HashMap<String, String>>,
+    /// Backups and restores hold it shared; garbage collection exclusively, since
+    /// a running backup's finished packs are referenced by no index yet.
+    gc_lock: RwLock<()>,
+    /// Held (flock) for the service's life: one server per data directory, since
+    /// startup removes packs that no index references.
+    _dir_lock: std::fs::File,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// Refuses what cannot be a backup id before it reaches the catalog.
+pub fn check_backup_id(id: &str) -> Result<(), EngineError> {
+    if crate::catalog::well_formed_backup_id(id) {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidArgument(format!(
+            "malformed backup id {id:?}: expected bkp- and 16 hex digits"
+        )))
+    }
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with("bkp-");
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidArgument(format!(
+            "{kind} name {name:?} must be 1-128 characters of letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+/// Volume sizes: whole tracking blocks, more than zero, at most `MAX_VOLUME_SIZE`.
+pub fn check_size(size: u64) -> Result<(), EngineError> {
+    if size == 0 || !size.is_multiple_of(TRACKING_BLOCK_SIZE) || size > MAX_VOLUME_SIZE {
+        return Err(EngineError::InvalidArgument(format!(
+            "volume size {size} must be a positive multiple of 4096 bytes (4 KiB) up to {MAX_VOLUME_SIZE} (256 TiB)"
+        )));
+    }
+    Ok(())
+}
+
+fn name_taken(e: CatalogError) -> EngineError {
+    match e {
+        CatalogError::NameTaken { kind, name } => {
+            EngineError::FailedPrecondition(format!("a {kind} named {name:?} already exists"))
+        }
+        other => other.into(),
+    }
+}
+
+fn not_found(e: CatalogError) -> EngineError {
+    match e {
+        CatalogError::NotFound { kind, id } => EngineError::NotFound { kind, id },
+        other => other.into(),
+    }
+}
+
+impl Service {
+    /// Opens (creating if needed) the catalog and repository under `data_dir`,
+    /// marks whatever was running when the last server stopped as interrupted and
+    /// removes the packs such runs left behind.
+    pub fn open(data_dir: &Path) -> Result<Arc<Service>, EngineError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| EngineError::io(data_dir.display(), e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| EngineError::io(data_dir.display(), e))?;
+        let dir_lock = lock_data_dir(&data_dir)?;
+        let volumes_dir = data_dir.join("volumes");
+        std::fs::create_dir_all(&volumes_dir)
+            .map_err(|e| EngineError::io(volumes_dir.display(), e))?;
+        let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
+        let repo = Repository::open_or_create(&data_dir.join("repository"))?;
+        let interrupted: Vec<String> = catalog
+            .list_backups(None)?
+            .into_iter()
+            .filter(|b| b.status == status::CREATING)
+            .map(|b| b.id)
+            .collect();
+        let n = catalog.mark_interrupted()?;
+        for id in &interrupted {
+            // An index written just before the crash, with the catalog not yet told:
+            // the catalog's "error" wins, so the repository must not resurrect it.
+            repo.remove_backup(id)?;
+        }
+        let (packs, bytes) = repo.remove_unreferenced_packs()?;
+        if n > 0 || packs > 0 {
+            tracing::warn!(
+                records = n,
+                packs,
+                bytes,
+                "marked interrupted jobs as error and removed their packs"
+            );
+        }
+        Ok(Arc::new(Service {
+            volumes_dir,
+            reader: Arc::new(ChainReader::new(repo.clone())),
+            catalog,
+            repo,
+            jobs: Mutex::new(HashMap::new()),
+            busy: Mutex::new(HashMap::new()),
+            gc_lock: RwLock::new(()),
+            _dir_lock: dir_lock,
+        }))
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The read path for change bitmaps and block data as of any backup, shared
+    /// with delta volumes (its frame cache serves them all).
+    pub fn chain_reader(&self) -> &Arc<ChainReader> {
+        &self.reader
+    }
+
+    /// Claims a volume for one job; refuses when another runs on it.
+    fn claim_volume(&self, volume_id: &str, what: String) -> Result<(), EngineError> {
+        let mut busy = lock(&self.busy);
+        if let Some(running) = busy.get(volume_id) {
+            return Err(EngineError::FailedPrecondition(format!(
+                "volume {volume_id} is busy: {running} is running"
+            )));
+        }
+        busy.insert(volume_id.to_string(), what);
+        Ok(())
+    }
+
+    fn release_volume(&self, volume_id: &str) {
+        lock(&self.busy).remove(volume_id);
+    }
+
+    fn spawn_job(
+        self: &Arc<Self>,
+        key: String,
+        work: impl FnOnce(&Arc<Service>, &JobControl) + Send + 'static,
+    ) {
+        let job = Arc::new(Job {
+            control: JobControl::default(),
+            handle: Mutex::new(None),
+        });
+        let mut jobs = lock(&self.jobs);
+        jobs.insert(key.clone(), job.clone());
+        let svc = self.clone();
+        let handle = std::thread::spawn({
+            let job = job.clone();
+            move || {
+                work(&svc, &job.control);
+                lock(&svc.jobs).remove(&key);
+            }
+        });
+        *lock(&job.handle) = Some(handle);
+    }
+
+    /// Graceful shutdown: cancels every running job and waits for each to record
+    /// itself as `error` "interrupted".
+    pub fn shutdown(&self) {
+        let jobs: Vec<Arc<Job>> = lock(&self.jobs).values().cloned().collect();
+        for job in &jobs {
+            job.control.cancel();
+        }
+        for job in jobs {
+            if let Some(h) = lock(&job.handle).take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, EngineError> {
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join("blockdelta.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| EngineError::io(path.display(), e))?;
+    // SAFETY: flock on a descriptor we own; released when the file closes or
+    // the process dies (kill -9 included).
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(EngineError::FailedPrecondition(format!(
+            "another blockdelta server is using {}",
+            data_dir.display()
+        )));
+    }
+    Ok(file)
+}
+
+fn volume_manifest(v: &VolumeRecord) -> VolumeManifest {
+    VolumeManifest {
+        id: v.id.clone(),
+        name: v.name.clone(),
+        kind: v.kind.clone(),
+        path: v.path.clone(),
+        size: v.size,
+        created_at: v.created_at.clone(),
+    }
+}
