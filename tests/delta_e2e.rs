@@ -392,6 +392,19 @@ async fn oracle_workflow_create_attach_scan_read_list_detach_delete() {
     assert_eq!(sd["changeBlockSizeInBytes"], 4096);
 }
 
+/// The most recently written pack file under `packs/`.
+fn newest_pack(packs: &Path) -> std::path::PathBuf {
+    let mut all = Vec::new();
+    for sub in std::fs::read_dir(packs).unwrap().flatten() {
+        for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+            let modified = f.metadata().unwrap().modified().unwrap();
+            all.push((modified, f.path()));
+        }
+    }
+    all.sort();
+    all.pop().expect("a pack").1
+}
+
 fn model_block(g: &BTreeMap<u64, Vec<u8>>, b: u64) -> Vec<u8> {
     g.get(&b).cloned().unwrap_or_else(|| vec![0; 4096])
 }
@@ -438,6 +451,21 @@ async fn attached_volumes_refuse_delete_survive_restart_and_force_ends_sessions(
     let mut i = att.login().await;
     let scan = scan32(&mut i, 512, 64 << 20, GIB).await;
     assert_eq!(mapped_bytes(&scan, 512), vec![(100 * 4096, 3 * 4096)]);
+    // A damaged repository object reads as MEDIUM ERROR, not as wrong bytes: flip
+    // a byte inside the incremental's pack (the newest one) and read its block.
+    let packs = newest_pack(&data.join("repository/packs"));
+    let mut bytes = std::fs::read(&packs).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&packs, &bytes).unwrap();
+    let r = read16(&mut i, 100 * 8, 8, 512).await;
+    assert_eq!(r.status, 2, "read of a damaged block must fail");
+    assert_eq!(
+        r.sense_code().map(|s| (s.0, s.1)),
+        Some((3, 0x11)),
+        "MEDIUM ERROR / UNRECOVERED READ ERROR"
+    );
+
     let err = server.fails(&["volume", "delete", &id], "FAILED_PRECONDITION");
     assert!(err.contains("attached"), "{err}");
     let err = server.fails(&["volume", "detach", &id], "FAILED_PRECONDITION");
