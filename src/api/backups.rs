@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::changed_blocks::{self, Listing};
 use super::pb::backup_service_server::BackupService;
-use super::{Api, blocking, convert, pb};
+use super::{Api, ApiError, blocking, convert, pb};
 use crate::engine::service::CreateBackup;
 
 pub struct BackupApi {
@@ -29,6 +29,18 @@ fn extents_message(listing: &Listing, extents: Vec<(u64, u64)>, next: String) ->
             .collect(),
         next_page_token: next,
     }
+}
+
+/// A ListChangedBlocks request as a listing, where it starts and its page size.
+fn changed_listing(
+    api: &Api,
+    r: &pb::ListChangedBlocksRequest,
+) -> Result<(Listing, u64, usize), ApiError> {
+    let listing =
+        changed_blocks::changed(api, &r.first_backup_id, &r.second_backup_id, r.block_size)?;
+    let max = changed_blocks::max_results(r.max_results as u64)?;
+    let start = listing.start(&r.page_token, r.starting_block_index)?;
+    Ok((listing, start, max))
 }
 
 type ExtentStream = Pin<Box<dyn Stream<Item = Result<pb::BlockExtents, Status>> + Send>>;
@@ -140,14 +152,7 @@ impl BackupService for BackupApi {
     ) -> Result<Response<pb::BlockExtents>, Status> {
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let listing = changed_blocks::changed(
-                api,
-                &r.first_backup_id,
-                &r.second_backup_id,
-                r.block_size,
-            )?;
-            let max = changed_blocks::max_results(r.max_results as u64)?;
-            let start = listing.start(&r.page_token, r.starting_block_index)?;
+            let (listing, start, max) = changed_listing(api, &r)?;
             let (extents, next) = listing.page(start, max);
             Ok(extents_message(&listing, extents, listing.token(next)))
         })
@@ -162,19 +167,9 @@ impl BackupService for BackupApi {
     ) -> Result<Response<ExtentStream>, Status> {
         let r = req.into_inner();
         // Validate and compute before the stream starts, so errors are the call's.
-        let listing = blocking(&self.api, move |api| {
-            let listing = changed_blocks::changed(
-                api,
-                &r.first_backup_id,
-                &r.second_backup_id,
-                r.block_size,
-            )?;
-            let max = changed_blocks::max_results(r.max_results as u64)?;
-            let start = listing.start(&r.page_token, r.starting_block_index)?;
-            Ok((listing, start, max))
-        })
-        .await?
-        .into_inner();
+        let listing = blocking(&self.api, move |api| changed_listing(api, &r))
+            .await?
+            .into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let (listing, mut start, max) = listing;
