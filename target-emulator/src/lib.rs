@@ -11,8 +11,10 @@
 //! - [`pdu`]: the pure PDU codec.
 //!
 //! [`initiator`] is a small client on the same codec, for tests and tools that need what
-//! libiscsi cannot send (32-byte CDBs through the Extended-CDB AHS).
+//! libiscsi cannot send (32-byte CDBs through the Extended-CDB AHS). [`fuzzing`] holds the
+//! entry points of the `cargo fuzz` targets in `fuzz/`.
 
+pub mod fuzzing;
 pub mod initiator;
 pub mod login;
 pub mod lun;

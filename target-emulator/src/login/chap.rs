@@ -57,6 +57,11 @@ pub fn decode_binary(value: &str) -> Option<Vec<u8>> {
     let (prefix, body) = value.split_at_checked(2)?;
     match prefix {
         "0x" | "0X" => {
+            // Only ASCII hex digits: the byte slicing below must never split a character, and
+            // `from_str_radix` would take a leading '+'.
+            if !body.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             let body = if body.len() % 2 == 1 {
                 format!("0{body}")
             } else {
@@ -113,5 +118,15 @@ mod tests {
         assert_eq!(decode_binary("0bAQID"), Some(vec![1, 2, 3]));
         assert_eq!(decode_binary("zz"), None);
         assert_eq!(decode_binary("0xzz"), None);
+    }
+
+    /// Found by the `login` fuzz target: a multi-byte character in a hex value used to panic
+    /// on a byte slice through it. CHAP_R and CHAP_C come from the initiator.
+    #[test]
+    fn hex_with_non_ascii_or_sign_is_refused() {
+        assert_eq!(decode_binary("0xC32C\u{52a}one"), None);
+        assert_eq!(decode_binary("0x\u{3bc}"), None);
+        assert_eq!(decode_binary("0x+a"), None);
+        assert_eq!(decode_binary("0xabc"), Some(vec![0x0a, 0xbc]));
     }
 }

@@ -11,7 +11,7 @@ mod digest;
 mod text;
 mod types;
 
-pub use bhs::{BHS_LEN, RawPdu, padded_len};
+pub use bhs::{BHS_LEN, Framing, FramingError, RawPdu, frame, padded_len};
 pub use digest::crc32c;
 pub use text::{TextKeys, encode_keys, parse_keys};
 pub use types::*;

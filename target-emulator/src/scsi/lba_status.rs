@@ -17,6 +17,12 @@ const DESCRIPTOR_LEN: usize = 16;
 /// one command spin; a scan cut short this way reports completion condition 0.
 const MAX_RUNS_PER_COMMAND: usize = 1 << 20;
 
+/// Upper bound on descriptors per command (16 MiB of parameter data), whatever the allocation
+/// length: one run longer than 2^32 blocks splits into many descriptors without further
+/// provisioning queries, so [`MAX_RUNS_PER_COMMAND`] alone does not bound them. A list cut
+/// short this way reports completion condition 0 too.
+const MAX_DESCRIPTORS_PER_COMMAND: usize = 1 << 20;
+
 /// Completion conditions (SBC-4 §5.9.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Completion {
@@ -57,8 +63,14 @@ pub fn get_lba_status(lun: &dyn Lun, req: &GetLbaStatus) -> Result<Vec<u8>, Sens
         0 => capacity,
         n => capacity.min(req.lba.saturating_add(n as u64)),
     };
-    let room = (req.allocation_length as usize).saturating_sub(HEADER_LEN) / DESCRIPTOR_LEN;
-    let (extents, completion) = collect(lun, req.lba, scan_end, capacity, filter, room)?;
+    let room_by_allocation =
+        (req.allocation_length as usize).saturating_sub(HEADER_LEN) / DESCRIPTOR_LEN;
+    let room = room_by_allocation.min(MAX_DESCRIPTORS_PER_COMMAND);
+    let (extents, mut completion) = collect(lun, req.lba, scan_end, capacity, filter, room)?;
+    if completion == Completion::AllocationLength && room < room_by_allocation {
+        // Our bound cut the list, not the initiator's buffer.
+        completion = Completion::NoIndication;
+    }
     let mut d = Vec::with_capacity(HEADER_LEN + extents.len() * DESCRIPTOR_LEN);
     d.extend_from_slice(&((4 + extents.len() * DESCRIPTOR_LEN) as u32).to_be_bytes());
     d.extend_from_slice(&[0, 0, 0, (completion as u8) << 1 | 1]);
@@ -341,6 +353,20 @@ mod tests {
         assert_eq!(
             e,
             vec![ext(0, u32::MAX as u64, 1), ext(u32::MAX as u64, 6, 1)]
+        );
+    }
+
+    /// Found by the `cdb` fuzz target: on a medium of 2^62 blocks, an allocation length of
+    /// 0xffffffff let one long run split into hundreds of millions of descriptors (gigabytes).
+    #[test]
+    fn descriptors_per_command_are_bounded_with_condition_0() {
+        let lun = Runs(vec![(D, 1 << 62)]);
+        let d = get_lba_status(&lun, &req(0, u32::MAX, 0, 0)).unwrap();
+        let (cc, _, e) = decode(&d).unwrap();
+        assert_eq!((cc, e.len()), (0, MAX_DESCRIPTORS_PER_COMMAND));
+        assert_eq!(
+            e.last().unwrap().lba,
+            (e.len() as u64 - 1) * u32::MAX as u64
         );
     }
 

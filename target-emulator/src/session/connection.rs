@@ -4,7 +4,7 @@
 //! session never sees a partial PDU. Limits are checked before anything is allocated, so a peer
 //! announcing a 16 MiB data segment cannot make us reserve it.
 
-use crate::pdu::{BHS_LEN, RawPdu, crc32c, padded_len};
+use crate::pdu::{BHS_LEN, Framing, FramingError, RawPdu, crc32c, padded_len};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 const BUFFER_LEN: usize = 256 * 1024;
@@ -23,6 +23,18 @@ pub enum FrameError {
     DataDigest(Box<RawPdu>),
     #[error("data segment of {0} bytes exceeds the negotiated limit of {1}")]
     DataSegmentTooLong(usize, usize),
+}
+
+impl From<FramingError> for FrameError {
+    fn from(e: FramingError) -> Self {
+        match e {
+            FramingError::DataSegmentTooLong(len, limit) => {
+                FrameError::DataSegmentTooLong(len, limit)
+            }
+            FramingError::HeaderDigest => FrameError::HeaderDigest,
+            FramingError::DataDigest(pdu) => FrameError::DataDigest(pdu),
+        }
+    }
 }
 
 pub struct Connection<R, W> {
@@ -53,7 +65,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         self.reader.buffer().is_empty()
     }
 
-    /// Reads one whole PDU.
+    /// Reads one whole PDU. The layout and the checks are [`Framing`]'s, shared with the pure
+    /// [`crate::pdu::frame`] that the fuzz targets drive; this only moves the bytes.
     pub async fn read_pdu(&mut self) -> Result<RawPdu, FrameError> {
         let mut bhs = [0u8; BHS_LEN];
         match self.reader.read_exact(&mut bhs).await {
@@ -63,36 +76,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             }
             Err(e) => return Err(e.into()),
         }
-        let ahs_len = RawPdu::announced_ahs_len(&bhs);
-        let data_len = RawPdu::announced_data_len(&bhs);
-        if data_len > self.max_recv_data {
-            return Err(FrameError::DataSegmentTooLong(data_len, self.max_recv_data));
-        }
-        let mut ahs = vec![0u8; ahs_len];
-        self.reader.read_exact(&mut ahs).await?;
-        if self.header_digest {
-            let mut d = [0u8; 4];
-            self.reader.read_exact(&mut d).await?;
-            let mut sum = crc32c::crc32c(&bhs);
-            sum = crc32c::crc32c_append(sum, &ahs);
-            if u32::from_le_bytes(d) != sum {
-                return Err(FrameError::HeaderDigest);
-            }
-        }
-        let mut data = vec![0u8; padded_len(data_len)];
+        let framing = Framing::of(&bhs, self.header_digest, self.data_digest);
+        framing.check_limit(self.max_recv_data)?;
+        let mut rest = vec![0u8; framing.header_rest_len()];
+        self.reader.read_exact(&mut rest).await?;
+        let ahs = framing.header(&bhs, rest)?;
+        let mut data = vec![0u8; framing.data_wire_len()];
         self.reader.read_exact(&mut data).await?;
-        let mut bad_data = false;
-        if self.data_digest && data_len > 0 {
-            let mut d = [0u8; 4];
-            self.reader.read_exact(&mut d).await?;
-            bad_data = u32::from_le_bytes(d) != crc32c(&data);
-        }
-        data.truncate(data_len);
-        let pdu = RawPdu { bhs, ahs, data };
-        if bad_data {
-            return Err(FrameError::DataDigest(Box::new(pdu)));
-        }
-        Ok(pdu)
+        Ok(framing.pdu(bhs, ahs, data)?)
     }
 
     /// Queues a PDU for sending; call [`Connection::flush`] to push it out.
