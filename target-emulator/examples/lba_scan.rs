@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use target_emulator::ChapCredentials;
-use target_emulator::initiator::{Initiator, LoginOptions};
+use target_emulator::initiator::{Initiator, LoginOptions, cdb};
 use target_emulator::scsi::lba_status::decode;
 
 #[derive(Parser)]
@@ -53,23 +53,12 @@ struct Args {
     chap_secret: Option<String>,
 }
 
-fn cdb(args: &Args, lba: u64, scan_blocks: u32) -> Vec<u8> {
+fn gls(args: &Args, lba: u64, scan_blocks: u32) -> Vec<u8> {
     if args.cdb == 16 {
-        let mut c = vec![0u8; 16];
-        c[0] = 0x9e;
-        c[1] = 0x12;
-        c[2..10].copy_from_slice(&lba.to_be_bytes());
-        c[10..14].copy_from_slice(&args.alloc.to_be_bytes());
-        return c;
+        cdb::get_lba_status_16(lba, args.alloc, 0).to_vec()
+    } else {
+        cdb::get_lba_status_32(lba, scan_blocks, 0, 0, args.alloc).to_vec()
     }
-    let mut c = vec![0u8; 32];
-    c[0] = 0x7f;
-    c[7] = 0x18;
-    c[8..10].copy_from_slice(&0x0012u16.to_be_bytes());
-    c[12..20].copy_from_slice(&lba.to_be_bytes());
-    c[20..24].copy_from_slice(&scan_blocks.to_be_bytes());
-    c[28..32].copy_from_slice(&args.alloc.to_be_bytes());
-    c
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -137,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     while lba < blocks {
         commands += 1;
         let r = i
-            .command(&cdb(&args, lba, scan_blocks), &[], args.alloc)
+            .command(&gls(&args, lba, scan_blocks), &[], args.alloc)
             .await?;
         if r.status != 0 {
             bail!("GET LBA STATUS at {lba}: {:?}", r.sense_code());
@@ -207,10 +196,7 @@ async fn read_ranges(
         let mut at = off;
         while at < off + len {
             let n = (off + len - at).min(MAX);
-            let mut c = [0u8; 16];
-            c[0] = 0x88;
-            c[2..10].copy_from_slice(&(at / block_size).to_be_bytes());
-            c[10..14].copy_from_slice(&((n / block_size) as u32).to_be_bytes());
+            let c = cdb::read_16(at / block_size, (n / block_size) as u32);
             let r = i.command(&c, &[], n as u32).await?;
             if r.status != 0 || r.data.len() as u64 != n {
                 bail!("READ(16) at byte {at}: {:?}", r.sense_code());

@@ -6,23 +6,10 @@ mod common;
 
 use common::*;
 use target_emulator::ChapCredentials;
-use target_emulator::initiator::{CommandResult, Initiator, LoginOptions};
+use target_emulator::initiator::{CommandResult, Initiator, LoginOptions, cdb};
 use target_emulator::scsi::lba_status::{Extent, decode};
 
 const SIZE: u64 = 64 << 20;
-
-fn gls32_cdb(lba: u64, scan_length: u32, report_type: u8, alloc: u32, element: u32) -> [u8; 32] {
-    let mut c = [0u8; 32];
-    c[0] = 0x7f;
-    c[7] = 0x18;
-    c[8..10].copy_from_slice(&0x0012u16.to_be_bytes());
-    c[10] = report_type;
-    c[12..20].copy_from_slice(&lba.to_be_bytes());
-    c[20..24].copy_from_slice(&scan_length.to_be_bytes());
-    c[24..28].copy_from_slice(&element.to_be_bytes());
-    c[28..32].copy_from_slice(&alloc.to_be_bytes());
-    c
-}
 
 async fn connect(emu: &Emulator, chap: Option<ChapCredentials>, digests: bool) -> Initiator {
     let opts = LoginOptions {
@@ -43,9 +30,13 @@ async fn gls(
     alloc: u32,
     element: u32,
 ) -> CommandResult {
-    i.command(&gls32_cdb(lba, scan, rt, alloc, element), &[], alloc)
-        .await
-        .expect("command")
+    i.command(
+        &cdb::get_lba_status_32(lba, scan, rt, element, alloc),
+        &[],
+        alloc,
+    )
+    .await
+    .expect("command")
 }
 
 /// Expected type-0 descriptors for `standard_extents`, in `block`-byte logical blocks.

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::Value;
 use target_emulator::ChapCredentials;
-use target_emulator::initiator::{CommandResult, Initiator, LoginOptions};
+use target_emulator::initiator::{CommandResult, Initiator, LoginOptions, cdb};
 use target_emulator::scsi::lba_status::decode;
 
 use super::BLOCK;
@@ -235,18 +235,6 @@ impl Attached {
     }
 }
 
-pub fn gls32_cdb(lba: u64, scan_length: u32, report_type: u8, alloc: u32) -> [u8; 32] {
-    let mut c = [0u8; 32];
-    c[0] = 0x7f;
-    c[7] = 0x18;
-    c[8..10].copy_from_slice(&0x0012u16.to_be_bytes());
-    c[10] = report_type;
-    c[12..20].copy_from_slice(&lba.to_be_bytes());
-    c[20..24].copy_from_slice(&scan_length.to_be_bytes());
-    c[28..32].copy_from_slice(&alloc.to_be_bytes());
-    c
-}
-
 /// Scans the whole LUN with GET LBA STATUS(32), report type 0, in scans of
 /// `scan_bytes`, as Oracle's workflow does; returns (lba, blocks, status)
 /// descriptors merged across scans, and checks they tile the LUN.
@@ -266,7 +254,11 @@ pub async fn scan32(
         assert!(commands < 100_000, "scan does not advance");
         let alloc = 8 + 16 * 4096;
         let r = i
-            .command(&gls32_cdb(lba, scan_blocks, 0, alloc), &[], alloc)
+            .command(
+                &cdb::get_lba_status_32(lba, scan_blocks, 0, 0, alloc),
+                &[],
+                alloc,
+            )
             .await
             .expect("GET LBA STATUS(32)");
         assert_eq!(
@@ -321,22 +313,14 @@ pub fn mapped_bytes(descriptors: &[(u64, u64, u8)], block_size: u64) -> Vec<(u64
 
 /// READ(16) of `blocks` logical blocks at `lba`.
 pub async fn read16(i: &mut Initiator, lba: u64, blocks: u32, block_size: u64) -> CommandResult {
-    let mut c = [0u8; 16];
-    c[0] = 0x88;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    i.command(&c, &[], blocks * block_size as u32)
+    i.command(&cdb::read_16(lba, blocks), &[], blocks * block_size as u32)
         .await
         .expect("READ(16)")
 }
 
 /// WRITE(10) of one logical block at `lba`.
 pub async fn write10(i: &mut Initiator, lba: u32, block_size: u64) -> CommandResult {
-    let mut c = [0u8; 10];
-    c[0] = 0x2a;
-    c[2..6].copy_from_slice(&lba.to_be_bytes());
-    c[7..9].copy_from_slice(&1u16.to_be_bytes());
-    i.command(&c, &vec![0x5a; block_size as usize], 0)
+    i.command(&cdb::write_10(lba, 1), &vec![0x5a; block_size as usize], 0)
         .await
         .expect("WRITE(10)")
 }

@@ -2,6 +2,8 @@
 //! commands of any CDB length (a CDB over 16 bytes goes in an Extended-CDB AHS, which libiscsi
 //! cannot send). For tests and tools; one command at a time.
 
+pub mod cdb;
+
 use crate::login::chap::{self, ChapCredentials};
 use crate::pdu::{
     DataIn, DataOut, LoginRequest, LoginResponse, LogoutRequest, RESERVED_TAG, ReadyToTransfer,
