@@ -6,6 +6,8 @@
 //! `dd` of a changed extent gives the second backup's bytes; a write is refused.
 
 mod common;
+#[path = "../target-emulator/tests/guest/mod.rs"]
+mod guest;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,21 +15,9 @@ use std::time::Duration;
 
 use common::delta::*;
 use common::*;
+use guest::{brief_descriptors, harness, section};
 
 const SIZE: u64 = 256 << 20;
-
-fn harness() -> PathBuf {
-    let shared = std::env::var_os("BLOCKDELTA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let script = shared.join("harness/guest-run.sh");
-    assert!(
-        script.is_file(),
-        "{} not found: the guest harness lives in shared/ beside the repository (set BLOCKDELTA_SHARED)",
-        script.display()
-    );
-    script
-}
 
 fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
     let f = dir.join("expected.bin");
@@ -45,7 +35,7 @@ fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
 
 #[test]
 fn kernel_initiator_scans_a_delta_volume_with_chap_and_reads_its_changes() {
-    let script = harness();
+    let script = harness(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let mut m = SparseModel::create(&dir.path().join("vol.img"), SIZE, 31);
@@ -137,7 +127,11 @@ echo "== end"
     let gls32 = section(&log, "== gls32");
     assert!(gls32.contains("Completion condition=3"), "{gls32}");
     assert!(gls32.contains("RTP=1"), "{gls32}");
-    assert_eq!(brief(gls32), want, "sg_get_lba_status -T:\n{gls32}");
+    assert_eq!(
+        brief_descriptors(gls32),
+        want,
+        "sg_get_lba_status -T:\n{gls32}"
+    );
     let gls16 = section(&log, "== gls16");
     assert_eq!(
         gls16.matches("deallocated").count(),
@@ -155,35 +149,4 @@ echo "== end"
         section(&log, "== write").contains("WRITE-REFUSED"),
         "a write was accepted"
     );
-}
-
-fn section<'a>(log: &'a str, start: &str) -> &'a str {
-    let s = log
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} missing from the guest's output:\n{log}"));
-    let body = s + start.len();
-    let e = log[body..]
-        .find("== ")
-        .map(|e| body + e)
-        .unwrap_or(log.len());
-    &log[body..e]
-}
-
-/// `sg_get_lba_status -b` lines: (lba, blocks, status).
-fn brief(section: &str) -> Vec<(u64, u64, u8)> {
-    section
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            if w.len() == 4 && w[0].starts_with("0x") && w[1].starts_with("0x") {
-                Some((
-                    u64::from_str_radix(&w[0][2..], 16).ok()?,
-                    u64::from_str_radix(&w[1][2..], 16).ok()?,
-                    w[2].parse().ok()?,
-                ))
-            } else {
-                None
-            }
-        })
-        .collect()
 }

@@ -6,26 +6,15 @@
 //! 32-byte (Extended-CDB AHS) forms, and `dd`. The guest's output must match the files.
 
 mod common;
+mod guest;
 
 use common::*;
+use guest::{brief_descriptors, harness, section};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 const SIZE: u64 = 256 << 20;
-
-fn harness() -> PathBuf {
-    let shared = std::env::var_os("BLOCKDELTA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let script = shared.join("harness/guest-run.sh");
-    assert!(
-        script.is_file(),
-        "{} not found: the guest harness lives in shared/ beside the repository (set BLOCKDELTA_SHARED)",
-        script.display()
-    );
-    script
-}
 
 fn sha256_of(path: &std::path::Path, offset: u64, len: u64) -> String {
     let (ok, out, err) = run_with_timeout(
@@ -44,25 +33,6 @@ fn sha256_of(path: &std::path::Path, offset: u64, len: u64) -> String {
         .to_string()
 }
 
-/// Lines of `sg_get_lba_status -b`: (lba, blocks, status).
-fn brief_descriptors(section: &str) -> Vec<(u64, u64, u8)> {
-    section
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            if w.len() == 4 && w[0].starts_with("0x") && w[1].starts_with("0x") {
-                Some((
-                    u64::from_str_radix(&w[0][2..], 16).ok()?,
-                    u64::from_str_radix(&w[1][2..], 16).ok()?,
-                    w[2].parse().ok()?,
-                ))
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 /// Lines of the default (non-brief) output: `[n] LBA: 0x.. blocks: N status-text`.
 fn full_descriptors(section: &str) -> Vec<(u64, u64, bool)> {
     section
@@ -79,19 +49,10 @@ fn full_descriptors(section: &str) -> Vec<(u64, u64, bool)> {
         .collect()
 }
 
-fn between<'a>(log: &'a str, start: &str, end: &str) -> &'a str {
-    let s = log
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} missing from guest output:\n{log}"));
-    let body = s + start.len();
-    let e = log[body..].find(end).map(|e| body + e).unwrap_or(log.len());
-    &log[s..e]
-}
-
 #[test]
 fn kernel_initiator_scans_and_reads_read_only_and_writable_exports() {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let script = harness();
+    let script = harness(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap();
     let extents = standard_extents(SIZE);
     let ro_file = sparse_image(dir.path(), "ro.img", SIZE, &extents, 21);
@@ -143,7 +104,7 @@ echo "== end"
 
     let blocks = SIZE / 512;
     for name in ["ro", "rw"] {
-        let rc = between(&log, &format!("== readcap {name}"), "== ");
+        let rc = section(&log, &format!("== readcap {name}"));
         assert!(rc.contains(&format!("Last LBA={}", blocks - 1)), "{rc}");
         assert!(rc.contains("lbpme=1, lbprz=1"), "{rc}");
     }
@@ -159,7 +120,7 @@ echo "== end"
         at = off + len;
     }
     for name in ["ro", "rw"] {
-        let section = between(&log, &format!("== gls32 {name}"), "== ");
+        let section = section(&log, &format!("== gls32 {name}"));
         assert!(section.contains("Completion condition=3"), "{section}");
         assert!(section.contains("RTP=1"), "{section}");
         assert_eq!(
@@ -168,22 +129,22 @@ echo "== end"
             "32-byte scan of {name}:\n{section}"
         );
     }
-    let gls16 = between(&log, "== gls16 ro", "== ");
+    let gls16 = section(&log, "== gls16 ro");
     let want16: Vec<(u64, u64, bool)> = want.iter().map(|&(l, b, s)| (l, b, s == 1)).collect();
     assert_eq!(full_descriptors(gls16), want16, "16-byte scan:\n{gls16}");
 
-    let dd_ro = between(&log, "== dd ro", "== ");
+    let dd_ro = section(&log, "== dd ro");
     assert!(
         dd_ro.contains(&sha256_of(&ro_file, 2 << 20, 4 << 20)),
         "dd of the read-only export differs:\n{dd_ro}"
     );
-    let dd_rw = between(&log, "== dd rw", "== ");
+    let dd_rw = section(&log, "== dd rw");
     assert!(
         dd_rw.contains(&sha256_of(&rw_file, 2 << 20, 4 << 20)),
         "dd of the writable export differs:\n{dd_rw}"
     );
     assert!(
-        between(&log, "== write ro", "== ").contains("WRITE-REFUSED"),
+        section(&log, "== write ro").contains("WRITE-REFUSED"),
         "a write to the read-only export succeeded"
     );
     // The guest copied block 2048 (inside the 2 MiB data run... at 8 MiB) onto block 5000.
