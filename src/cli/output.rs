@@ -101,17 +101,17 @@ pub fn print_attachment(a: &pb::Attachment, json: bool) {
         println!("{}", attachment_json(a));
         return;
     }
-    println!("volume:     {}", a.volume_id);
-    println!("portal:     {}", a.portal);
-    println!("target:     {}", a.target_iqn);
-    println!("lun:        {}", a.lun);
-    println!("block size: {}", a.block_size);
-    println!("read-only:  {}", a.read_only);
+    println!("volume:      {}", a.volume_id);
+    println!("portal:      {}", a.portal);
+    println!("target:      {}", a.target_iqn);
+    println!("lun:         {}", a.lun);
+    println!("block size:  {}", a.block_size);
+    println!("read-only:   {}", a.read_only);
     if !a.initiator.is_empty() {
-        println!("initiator:  {}", a.initiator);
+        println!("initiator:   {}", a.initiator);
     }
     if !a.chap_username.is_empty() {
-        println!("chap user:  {}", a.chap_username);
+        println!("chap user:   {}", a.chap_username);
         println!("chap secret: {}", a.chap_secret);
     }
     println!(
