@@ -9,13 +9,11 @@ mod common;
 #[path = "../target-emulator/tests/guest/mod.rs"]
 mod guest;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use common::delta::*;
 use common::*;
-use guest::{brief_descriptors, harness, section};
+use guest::{brief_descriptors, section};
 
 const SIZE: u64 = 256 << 20;
 
@@ -35,7 +33,6 @@ fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
 
 #[test]
 fn kernel_initiator_scans_a_delta_volume_with_chap_and_reads_its_changes() {
-    let script = harness(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let mut m = SparseModel::create(&dir.path().join("vol.img"), SIZE, 31);
@@ -98,18 +95,7 @@ echo "== end"
         user = chap.user,
         secret = chap.secret,
     );
-    let script_file = dir.path().join("guest.sh");
-    std::fs::write(&script_file, guest).unwrap();
-    let build = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/guest");
-    let (ok, log, err) = run_bounded(
-        Command::new("bash")
-            .arg(&script)
-            .arg(&script_file)
-            .env("GUEST_BUILD", &build)
-            .env("GUEST_TIMEOUT", "240"),
-        Duration::from_secs(600),
-    );
-    assert!(ok && log.contains("== end"), "guest failed:\n{log}\n{err}");
+    let log = guest::run(env!("CARGO_MANIFEST_DIR"), &guest, dir.path());
 
     // Oracle's sample shape: every extent from LBA 0 to the end, 3 mapped, 1 deallocated.
     let mut want = Vec::new();

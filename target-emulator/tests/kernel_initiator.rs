@@ -9,8 +9,7 @@ mod common;
 mod guest;
 
 use common::*;
-use guest::{brief_descriptors, harness, section};
-use std::path::PathBuf;
+use guest::{brief_descriptors, section};
 use std::process::Command;
 use std::time::Duration;
 
@@ -52,7 +51,6 @@ fn full_descriptors(section: &str) -> Vec<(u64, u64, bool)> {
 #[test]
 fn kernel_initiator_scans_and_reads_read_only_and_writable_exports() {
     require_tool("qemu-system-x86_64", "qemu-system-x86");
-    let script = harness(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap();
     let extents = standard_extents(SIZE);
     let ro_file = sparse_image(dir.path(), "ro.img", SIZE, &extents, 21);
@@ -89,18 +87,11 @@ echo "== end"
         rw_iqn = rw.iqn,
         rw_port = rw.portal.port(),
     );
-    let script_file = dir.path().join("guest.sh");
-    std::fs::write(&script_file, guest).unwrap();
-    let build = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guest");
-    let (ok, log, err) = run_with_timeout(
-        Command::new("bash")
-            .arg(&script)
-            .arg(&script_file)
-            .env("GUEST_BUILD", &build)
-            .env("GUEST_TIMEOUT", "240"),
-        Duration::from_secs(600),
+    let log = guest::run(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
+        &guest,
+        dir.path(),
     );
-    assert!(ok && log.contains("== end"), "guest failed:\n{log}\n{err}");
 
     let blocks = SIZE / 512;
     for name in ["ro", "rw"] {

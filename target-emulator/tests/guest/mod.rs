@@ -5,7 +5,8 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// `shared/harness/guest-run.sh` beside the repository, or under `BLOCKDELTA_SHARED`.
 /// `repository` is the repository's root.
@@ -20,6 +21,34 @@ pub fn harness(repository: &str) -> PathBuf {
         script.display()
     );
     script
+}
+
+/// Boots a guest that runs `script` (which must end by printing `== end`) and returns
+/// what the guest printed. The image cache is `<repository>/target/guest`; the harness
+/// stops the guest after 240 s, and `timeout` the whole run after 600 s.
+pub fn run(repository: &str, script: &str, work: &Path) -> String {
+    let harness = harness(repository);
+    let script_file = work.join("guest.sh");
+    std::fs::write(&script_file, script).expect("write guest script");
+    let out = Command::new("timeout")
+        .arg("600")
+        .arg("bash")
+        .arg(&harness)
+        .arg(&script_file)
+        .env(
+            "GUEST_BUILD",
+            PathBuf::from(repository).join("target/guest"),
+        )
+        .env("GUEST_TIMEOUT", "240")
+        .output()
+        .expect("run the guest harness");
+    let log = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && log.contains("== end"),
+        "guest failed:\n{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log
 }
 
 /// The guest's output after the line `start` up to the next `== ` marker.
