@@ -6,8 +6,11 @@
 //! data_dir = "/var/lib/blockdelta"
 //! grpc_listen = "127.0.0.1:50051"
 //! iscsi_listen = "127.0.0.1:3260"
+//! iscsi_advertise = "203.0.113.7:3260"   # what discovery and attachments tell hosts
 //! iscsi_iqn_prefix = "iqn.2026-11.io.blockdelta"
 //! iscsi_chap = false      # true: every attachment requires CHAP
+//! iscsi_discovery_chap_user = "disc"      # with the secret: SendTargets needs CHAP
+//! iscsi_discovery_chap_secret = "…"
 //! delta_enabled = true    # false: CreateVolume from two backups answers NOT_FOUND
 //! ```
 
@@ -25,10 +28,18 @@ pub struct Config {
     /// iSCSI target listen address; port 0 picks a free port (the bound
     /// address is printed and returned with every attachment).
     pub iscsi_listen: String,
+    /// `HOST:PORT` (or `HOST`, with the listen port) that SendTargets and AttachVolume hand
+    /// to hosts: behind NAT, in a container or on a wildcard listen address the host must be
+    /// told an address it can reach. `None`: the listen address.
+    pub iscsi_advertise: Option<String>,
     /// Attached volumes are exported as `<prefix>:<volume id>`.
     pub iscsi_iqn_prefix: String,
     /// Every attachment requires CHAP, whatever the request says.
     pub iscsi_chap: bool,
+    /// CHAP user a discovery session must log in with (with the secret below); unset, any
+    /// host may ask which targets it may log in to.
+    pub iscsi_discovery_chap_user: Option<String>,
+    pub iscsi_discovery_chap_secret: Option<String>,
     /// Delta volumes may be created (Oracle's per-project feature switch).
     pub delta_enabled: bool,
 }
@@ -39,8 +50,11 @@ impl Default for Config {
             data_dir: PathBuf::from("./blockdelta-data"),
             grpc_listen: "127.0.0.1:50051".into(),
             iscsi_listen: "127.0.0.1:3260".into(),
+            iscsi_advertise: None,
             iscsi_iqn_prefix: "iqn.2026-11.io.blockdelta".into(),
             iscsi_chap: false,
+            iscsi_discovery_chap_user: None,
+            iscsi_discovery_chap_secret: None,
             delta_enabled: true,
         }
     }
@@ -52,7 +66,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub grpc_listen: Option<String>,
     pub iscsi_listen: Option<String>,
+    pub iscsi_advertise: Option<String>,
     pub iscsi_chap: Option<bool>,
+    pub iscsi_discovery_chap_user: Option<String>,
+    pub iscsi_discovery_chap_secret: Option<String>,
     pub delta_enabled: Option<bool>,
 }
 
@@ -94,8 +111,17 @@ impl Config {
         if let Some(i) = overrides.iscsi_listen {
             config.iscsi_listen = i;
         }
+        if let Some(a) = overrides.iscsi_advertise {
+            config.iscsi_advertise = Some(a);
+        }
         if let Some(c) = overrides.iscsi_chap {
             config.iscsi_chap = c;
+        }
+        if let Some(u) = overrides.iscsi_discovery_chap_user {
+            config.iscsi_discovery_chap_user = Some(u);
+        }
+        if let Some(s) = overrides.iscsi_discovery_chap_secret {
+            config.iscsi_discovery_chap_secret = Some(s);
         }
         if let Some(d) = overrides.delta_enabled {
             config.delta_enabled = d;
@@ -106,7 +132,36 @@ impl Config {
                 config.iscsi_iqn_prefix
             )));
         }
+        if let Some(a) = &config.iscsi_advertise {
+            target_emulator::target::advertised_address(a, 3260).map_err(ConfigError::Invalid)?;
+        }
+        match (
+            &config.iscsi_discovery_chap_user,
+            &config.iscsi_discovery_chap_secret,
+        ) {
+            (None, None) => {}
+            (Some(u), Some(s)) if !u.is_empty() && s.len() >= 12 => {}
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "iscsi_discovery_chap_user must not be empty and iscsi_discovery_chap_secret \
+                     must have at least 12 characters (initiators refuse shorter CHAP secrets)"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "iscsi_discovery_chap_user and iscsi_discovery_chap_secret go together".into(),
+                ));
+            }
+        }
         Ok(config)
+    }
+
+    /// Discovery CHAP credentials, when configured.
+    pub fn discovery_chap(&self) -> Option<(String, String)> {
+        self.iscsi_discovery_chap_user
+            .clone()
+            .zip(self.iscsi_discovery_chap_secret.clone())
     }
 }
 
@@ -139,6 +194,49 @@ mod tests {
         assert_eq!(
             Config::load(None, Overrides::default()).unwrap(),
             Config::default()
+        );
+    }
+
+    #[test]
+    fn advertised_portal_and_discovery_chap_are_checked() {
+        let with = |o: Overrides| Config::load(None, o);
+        let c = with(Overrides {
+            iscsi_advertise: Some("10.0.2.2:3260".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.iscsi_advertise.as_deref(), Some("10.0.2.2:3260"));
+        assert!(
+            with(Overrides {
+                iscsi_advertise: Some("10.0.2.2:port".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            with(Overrides {
+                iscsi_discovery_chap_user: Some("disc".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            with(Overrides {
+                iscsi_discovery_chap_user: Some("disc".into()),
+                iscsi_discovery_chap_secret: Some("short".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        let c = with(Overrides {
+            iscsi_discovery_chap_user: Some("disc".into()),
+            iscsi_discovery_chap_secret: Some("twelve-chars".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.discovery_chap(),
+            Some(("disc".into(), "twelve-chars".into()))
         );
     }
 }

@@ -27,9 +27,23 @@ pub struct ServeArgs {
     /// iSCSI listen address [default: 127.0.0.1:3260]; port 0 picks a free port.
     #[arg(long, env = "BLOCKDELTA_ISCSI_LISTEN")]
     iscsi_listen: Option<String>,
+    /// HOST:PORT (or HOST) that discovery and attachments tell hosts to connect to, when
+    /// they reach this server elsewhere than the listen address [default: the listen address].
+    #[arg(long, env = "BLOCKDELTA_ISCSI_ADVERTISE")]
+    iscsi_advertise: Option<String>,
     /// Require CHAP on every attachment [default: false].
     #[arg(long, env = "BLOCKDELTA_ISCSI_CHAP")]
     iscsi_chap: Option<bool>,
+    /// CHAP user a discovery (SendTargets) session must log in with.
+    #[arg(long, env = "BLOCKDELTA_ISCSI_DISCOVERY_CHAP_USER")]
+    iscsi_discovery_chap_user: Option<String>,
+    /// CHAP secret for --iscsi-discovery-chap-user (12 characters or more).
+    #[arg(
+        long,
+        env = "BLOCKDELTA_ISCSI_DISCOVERY_CHAP_SECRET",
+        hide_env_values = true
+    )]
+    iscsi_discovery_chap_secret: Option<String>,
     /// Allow delta volumes [default: true].
     #[arg(long, env = "BLOCKDELTA_DELTA_ENABLED")]
     delta_enabled: Option<bool>,
@@ -49,7 +63,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir,
             grpc_listen: args.grpc_listen,
             iscsi_listen: args.iscsi_listen,
+            iscsi_advertise: args.iscsi_advertise,
             iscsi_chap: args.iscsi_chap,
+            iscsi_discovery_chap_user: args.iscsi_discovery_chap_user,
+            iscsi_discovery_chap_secret: args.iscsi_discovery_chap_secret,
             delta_enabled: args.delta_enabled,
         },
     )?;
@@ -66,6 +83,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         svc.clone(),
         ExportConfig {
             listen: iscsi_listen,
+            advertise: config.iscsi_advertise.clone(),
+            discovery_chap: config.discovery_chap(),
             iqn_prefix: config.iscsi_iqn_prefix.clone(),
             require_chap: config.iscsi_chap,
         },
@@ -76,10 +95,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
     let addr = listener.local_addr()?;
-    println!("iscsi listening on {}", exports.portal());
+    println!("iscsi listening on {}", exports.listen_address());
     println!("grpc listening on {addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, iscsi = %exports.portal(), data_dir = %config.data_dir.display(), "blockdelta serving");
+    tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), "blockdelta serving");
     let api = Arc::new(Api {
         svc: svc.clone(),
         exports,

@@ -32,6 +32,10 @@ use crate::engine::Service;
 pub struct ExportConfig {
     /// Where the iSCSI target listens (port 0: any free port).
     pub listen: SocketAddr,
+    /// `HOST[:PORT]` hosts are told to connect to (SendTargets, AttachVolume's answer).
+    pub advertise: Option<String>,
+    /// (user, secret) a discovery session must log in with.
+    pub discovery_chap: Option<(String, String)>,
     /// Target names are `<prefix>:<volume id>`.
     pub iqn_prefix: String,
     /// Every attachment requires CHAP, whatever the request says.
@@ -65,7 +69,14 @@ impl Exports {
     pub async fn start(svc: Arc<Service>, config: ExportConfig) -> std::io::Result<Arc<Exports>> {
         let target = Target::start(TargetConfig {
             portal: config.listen,
-            discovery_auth: None,
+            discovery_auth: config
+                .discovery_chap
+                .clone()
+                .map(|(user, secret)| Authentication {
+                    initiator: ChapCredentials { user, secret },
+                    target: None,
+                }),
+            advertise: config.advertise.clone(),
         })
         .await?;
         let exports = Arc::new(Exports {
@@ -82,8 +93,14 @@ impl Exports {
         Ok(exports)
     }
 
-    /// The portal initiators connect to.
-    pub fn portal(&self) -> SocketAddr {
+    /// The portal initiators are told to connect to (`host:port`): the advertised one, or
+    /// the listen address.
+    pub fn portal(&self) -> String {
+        self.target.advertised_portal()
+    }
+
+    /// The address the target listens on.
+    pub fn listen_address(&self) -> SocketAddr {
         self.target.local_addr()
     }
 

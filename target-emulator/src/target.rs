@@ -23,6 +23,11 @@ pub struct TargetConfig {
     pub portal: SocketAddr,
     /// CHAP for discovery sessions; `None` lets anyone list the targets they may see.
     pub discovery_auth: Option<Authentication>,
+    /// The `host[:port]` SendTargets hands out as every target's `TargetAddress` (the port
+    /// we listen on when it names none): the address initiators can reach when it is not
+    /// the one we listen on (NAT, a container, a wildcard listen address). `None`: the
+    /// address the initiator's connection came in on.
+    pub advertise: Option<String>,
 }
 
 impl Default for TargetConfig {
@@ -30,6 +35,7 @@ impl Default for TargetConfig {
         Self {
             portal: SocketAddr::from(([127, 0, 0, 1], 3260)),
             discovery_auth: None,
+            advertise: None,
         }
     }
 }
@@ -62,6 +68,7 @@ struct Entry {
 struct Shared {
     exports: RwLock<HashMap<String, Entry>>,
     discovery_auth: Option<Authentication>,
+    advertise: Option<String>,
 }
 
 impl Shared {
@@ -140,14 +147,72 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".:-".contains(&b))
 }
 
+/// Completes an advertised address, `host[:port]` (IPv6 in brackets), with `port` when it
+/// names none. Errors say what is wrong with it, for the operator's config.
+pub fn advertised_address(advertise: &str, port: u16) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("advertised iSCSI address {advertise:?}: {why}"));
+    if advertise.is_empty() || advertise.contains(|c: char| c.is_whitespace() || c == ',') {
+        return bad("expected HOST:PORT or HOST, without spaces or commas");
+    }
+    let (host, explicit) = if let Some(rest) = advertise.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return bad("an IPv6 address needs its closing ']'");
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("not an IPv6 address between the brackets");
+        }
+        match after {
+            "" => (&advertise[..v6.len() + 2], None),
+            p => match p.strip_prefix(':') {
+                Some(p) => (&advertise[..v6.len() + 2], Some(p)),
+                None => return bad("expected :PORT after ']'"),
+            },
+        }
+    } else {
+        match advertise.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return bad("write an IPv6 address in brackets: [ADDRESS]:PORT");
+            }
+            Some((h, p)) => (h, Some(p)),
+            None => (advertise, None),
+        }
+    };
+    if host.is_empty() {
+        return bad("the host is missing");
+    }
+    let port = match explicit {
+        None => port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return bad("the port must be a number from 1 to 65535"),
+        },
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+/// `host:port` as a `TargetAddress` writes it (RFC 7143 §13.8: IPv6 in brackets).
+pub fn portal_address(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
 impl Target {
     /// Binds the portal and starts accepting connections.
     pub async fn start(config: TargetConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.portal).await?;
         let local_addr = listener.local_addr()?;
+        let advertise = config
+            .advertise
+            .as_deref()
+            .map(|a| advertised_address(a, local_addr.port()))
+            .transpose()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared {
             exports: RwLock::new(HashMap::new()),
             discovery_auth: config.discovery_auth,
+            advertise,
         });
         let shutdown = CancellationToken::new();
         let accept_loop = tokio::spawn(accept(listener, shared.clone(), shutdown.clone()));
@@ -162,6 +227,15 @@ impl Target {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The `host:port` initiators are told to connect to: the advertised address, or else
+    /// the one we listen on.
+    pub fn advertised_portal(&self) -> String {
+        self.shared
+            .advertise
+            .clone()
+            .unwrap_or_else(|| portal_address(self.local_addr))
     }
 
     pub fn add_export(&self, target_name: &str, export: Export) -> Result<(), TargetError> {
@@ -241,9 +315,14 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let portal = stream
-            .local_addr()
-            .unwrap_or_else(|_| listener.local_addr().unwrap_or(peer));
+        let portal = match &shared.advertise {
+            Some(address) => address.clone(),
+            None => portal_address(
+                stream
+                    .local_addr()
+                    .unwrap_or_else(|_| listener.local_addr().unwrap_or(peer)),
+            ),
+        };
         // TSIH 0 is reserved (RFC 7143 §11.12.6).
         let mut id = tsih.fetch_add(1, Ordering::Relaxed);
         if id == 0 {
@@ -261,6 +340,35 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advertised_addresses() {
+        assert_eq!(
+            advertised_address("10.0.2.2", 3260).unwrap(),
+            "10.0.2.2:3260"
+        );
+        assert_eq!(
+            advertised_address("10.0.2.2:9", 3260).unwrap(),
+            "10.0.2.2:9"
+        );
+        assert_eq!(
+            advertised_address("host.example", 1).unwrap(),
+            "host.example:1"
+        );
+        assert_eq!(
+            advertised_address("[fd00::1]", 3260).unwrap(),
+            "[fd00::1]:3260"
+        );
+        assert_eq!(
+            advertised_address("[fd00::1]:7", 3260).unwrap(),
+            "[fd00::1]:7"
+        );
+        for bad in [
+            "", "fd00::1", "h:0", "h:x", ":3260", "[fd00::1", "[zz]:1", "a b", "h:1,1",
+        ] {
+            assert!(advertised_address(bad, 3260).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn names() {

@@ -36,17 +36,19 @@ impl Server {
         Server::start_with(data_dir, &[])
     }
 
-    /// As `start`, with more `serve` flags.
+    /// As `start`, with more `serve` flags (`--grpc-listen` / `--iscsi-listen` among them
+    /// replace the free ports).
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
+        let mut listen = Vec::new();
+        for flag in ["--grpc-listen", "--iscsi-listen"] {
+            if !flags.contains(&flag) {
+                listen.extend([flag, "127.0.0.1:0"]);
+            }
+        }
         let mut child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--iscsi-listen",
-                "127.0.0.1:0",
-            ])
+            .args(listen)
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -200,6 +202,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// `N` distinct free TCP ports on 127.0.0.1, for a server that must come back on the same
+/// ports (all bound at once, so they differ).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("bound address").port())
 }
 
 impl Drop for Server {

@@ -26,6 +26,10 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:3260")]
     portal: SocketAddr,
+    /// `host:port` discovery hands out as the target's address, when initiators reach us
+    /// elsewhere than --portal (NAT, a container, a wildcard listen address).
+    #[arg(long)]
+    advertise: Option<String>,
     /// Logical block size in bytes.
     #[arg(long, default_value_t = 512, value_parser = parse_block_size)]
     block_size: u32,
@@ -98,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let target = Target::start(TargetConfig {
         portal: args.portal,
         discovery_auth: None,
+        advertise: args.advertise,
     })
     .await
     .with_context(|| format!("cannot listen on {}", args.portal))?;

@@ -302,9 +302,10 @@ impl Login {
         }
 
         let leaving_for_operational_or_ffp = req.transit && authenticated;
-        if (req.csg == Stage::Operational || (req.transit && req.nsg == Stage::FullFeature))
-            && !self.declared_limits
-        {
+        // Declared in the operational stage only: open-iscsi hands every key it does not
+        // know in a security-stage response to its CHAP code and fails the login. An
+        // initiator that skips the stage sends us at most the default 8192 bytes a PDU.
+        if req.csg == Stage::Operational && !self.declared_limits {
             answers.push((
                 "MaxRecvDataSegmentLength".into(),
                 self.limits.max_recv_data_segment_length.to_string(),
@@ -559,6 +560,148 @@ mod tests {
                 (s, _) => panic!("{s:?}"),
             }
         }
+    }
+
+    /// open-iscsi 2.1's SendTargets discovery login without CHAP, captured from
+    /// `iscsiadm -m discovery -t st -p …` in the test guest (the target's debug log): one
+    /// operational-stage PDU straight to full feature. Our answer must be what that
+    /// initiator accepts: every key it offered answered, ErrorRecoveryLevel exactly `0`.
+    #[test]
+    fn golden_open_iscsi_discovery_login_without_chap() {
+        let offered = [
+            ("InitiatorName", "iqn.2026-11.io.blockdelta:guest"),
+            ("InitiatorAlias", "(none)"),
+            ("SessionType", "Discovery"),
+            ("HeaderDigest", "None"),
+            ("DataDigest", "None"),
+            ("DefaultTime2Wait", "2"),
+            ("DefaultTime2Retain", "0"),
+            ("IFMarker", "No"),
+            ("OFMarker", "No"),
+            ("ErrorRecoveryLevel", "0"),
+            ("MaxRecvDataSegmentLength", "32768"),
+        ];
+        let mut l = Login::new(TargetLimits::default(), 3);
+        let s = l.step(
+            &req(Stage::Operational, Stage::FullFeature, true, &offered),
+            &Dir(None),
+        );
+        let Step::Complete(r, est) = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(est.session_type, SessionType::Discovery);
+        assert_eq!(est.params.initiator_max_recv_data_segment_length, 32768);
+        let answer: Vec<(String, String)> = keys_of(&r);
+        let want: Vec<(String, String)> = [
+            ("HeaderDigest", "None"),
+            ("DataDigest", "None"),
+            ("DefaultTime2Wait", "2"),
+            ("DefaultTime2Retain", "0"),
+            ("IFMarker", "No"),
+            ("OFMarker", "No"),
+            ("ErrorRecoveryLevel", "0"),
+            ("MaxRecvDataSegmentLength", "262144"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(answer, want);
+    }
+
+    /// The same discovery with `discovery.sendtargets.auth.authmethod = CHAP`, keys in the
+    /// order open-iscsi's login code sends them: security stage (AuthMethod, then CHAP_A,
+    /// then CHAP_N/CHAP_R), then the operational keys above. No key open-iscsi's security
+    /// stage would choke on comes back before the operational stage.
+    #[test]
+    fn golden_open_iscsi_discovery_login_with_chap() {
+        struct Discovery(Authentication);
+        impl Directory for Discovery {
+            fn lookup(&self, _: &str, _: &str) -> Lookup {
+                Lookup::NotFound
+            }
+            fn discovery_chap(&self) -> Option<Authentication> {
+                Some(self.0.clone())
+            }
+        }
+        let dir = Discovery(Authentication {
+            initiator: ChapCredentials {
+                user: "discovery".into(),
+                secret: "disc-secret-0123".into(),
+            },
+            target: None,
+        });
+        let mut l = Login::new(TargetLimits::default(), 4);
+        let Step::Continue(r) = l.step(
+            &req(
+                Stage::Security,
+                Stage::Operational,
+                true,
+                &[
+                    ("InitiatorName", "iqn.2026-11.io.blockdelta:guest"),
+                    ("InitiatorAlias", "(none)"),
+                    ("SessionType", "Discovery"),
+                    ("AuthMethod", "CHAP,None"),
+                ],
+            ),
+            &dir,
+        ) else {
+            panic!()
+        };
+        assert!(!r.transit);
+        assert_eq!(keys_of(&r), vec![("AuthMethod".into(), "CHAP".into())]);
+        let Step::Continue(r) = l.step(
+            &req(
+                Stage::Security,
+                Stage::Operational,
+                true,
+                &[("CHAP_A", "5")],
+            ),
+            &dir,
+        ) else {
+            panic!()
+        };
+        let k = keys_of(&r);
+        let names: Vec<&str> = k.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["CHAP_A", "CHAP_I", "CHAP_C"]);
+        let id: u8 = k[1].1.parse().unwrap();
+        let c = chap::decode_binary(&k[2].1).unwrap();
+        let answer = chap::encode_hex(&chap::response(id, b"disc-secret-0123", &c));
+        let Step::Continue(r) = l.step(
+            &req(
+                Stage::Security,
+                Stage::Operational,
+                true,
+                &[("CHAP_N", "discovery"), ("CHAP_R", &answer)],
+            ),
+            &dir,
+        ) else {
+            panic!()
+        };
+        assert!(r.transit);
+        assert!(keys_of(&r).is_empty(), "{:?}", keys_of(&r));
+        let s = l.step(
+            &req(
+                Stage::Operational,
+                Stage::FullFeature,
+                true,
+                &[
+                    ("HeaderDigest", "None"),
+                    ("DataDigest", "None"),
+                    ("DefaultTime2Wait", "2"),
+                    ("DefaultTime2Retain", "0"),
+                    ("IFMarker", "No"),
+                    ("OFMarker", "No"),
+                    ("ErrorRecoveryLevel", "0"),
+                    ("MaxRecvDataSegmentLength", "32768"),
+                ],
+            ),
+            &dir,
+        );
+        let Step::Complete(r, _) = s else {
+            panic!("{s:?}")
+        };
+        assert!(keys_of(&r).contains(&("ErrorRecoveryLevel".into(), "0".into())));
+        assert!(!keys_of(&r).iter().any(|(_, v)| v == "Irrelevant"));
     }
 
     #[test]

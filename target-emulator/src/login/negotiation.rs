@@ -56,20 +56,55 @@ impl SessionParams {
 /// The answer to one offered key: the value to send back, or nothing (declarative keys).
 pub type Answer = Option<String>;
 
-/// Keys that RFC 7143 §13 makes irrelevant in a discovery session.
-const NORMAL_SESSION_ONLY: &[&str] = &[
-    "MaxConnections",
-    "InitialR2T",
-    "ImmediateData",
-    "MaxBurstLength",
-    "FirstBurstLength",
-    "MaxOutstandingR2T",
-    "DataPDUInOrder",
-    "DataSequenceInOrder",
-    "DefaultTime2Wait",
-    "DefaultTime2Retain",
-    "ErrorRecoveryLevel",
+/// One operational key of RFC 7143 §13 and whether its "Irrelevant when:" line names
+/// `SessionType=Discovery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRule {
+    pub name: &'static str,
+    /// The RFC section that defines it.
+    pub section: &'static str,
+    pub irrelevant_in_discovery: bool,
+}
+
+const fn rule(name: &'static str, section: &'static str, irrelevant: bool) -> KeyRule {
+    KeyRule {
+        name,
+        section,
+        irrelevant_in_discovery: irrelevant,
+    }
+}
+
+/// Every operational key we negotiate, as RFC 7143 §13 defines its scope. A discovery
+/// session answers `Irrelevant` only to the keys whose definition says "Irrelevant when:
+/// SessionType=Discovery"; the rest are negotiated as in a normal session. In particular
+/// ErrorRecoveryLevel, DefaultTime2Wait and DefaultTime2Retain carry no such line, and
+/// open-iscsi's discovery fails the login when ErrorRecoveryLevel comes back as anything
+/// but `0`.
+pub const OPERATIONAL_KEYS: &[KeyRule] = &[
+    rule("HeaderDigest", "13.1", false),
+    rule("DataDigest", "13.1", false),
+    rule("MaxConnections", "13.2", true),
+    rule("InitialR2T", "13.10", true),
+    rule("ImmediateData", "13.11", true),
+    rule("MaxRecvDataSegmentLength", "13.12", false),
+    rule("MaxBurstLength", "13.13", true),
+    rule("FirstBurstLength", "13.14", true),
+    rule("DefaultTime2Wait", "13.15", false),
+    rule("DefaultTime2Retain", "13.16", false),
+    rule("MaxOutstandingR2T", "13.17", true),
+    rule("DataPDUInOrder", "13.18", true),
+    rule("DataSequenceInOrder", "13.19", true),
+    rule("ErrorRecoveryLevel", "13.20", false),
+    rule("TaskReporting", "13.23", true),
+    rule("iSCSIProtocolLevel", "13.24", true),
 ];
+
+/// Whether RFC 7143 makes `key` irrelevant in a discovery session.
+pub fn irrelevant_in_discovery(key: &str) -> bool {
+    OPERATIONAL_KEYS
+        .iter()
+        .any(|r| r.name == key && r.irrelevant_in_discovery)
+}
 
 /// Parses a numerical value: decimal or `0x` hex (RFC 7143 §6.1).
 fn number(v: &str) -> Option<u64> {
@@ -101,7 +136,7 @@ pub fn negotiate(
     limits: &TargetLimits,
     discovery: bool,
 ) -> Result<Answer, String> {
-    if discovery && NORMAL_SESSION_ONLY.contains(&key) {
+    if discovery && irrelevant_in_discovery(key) {
         return Ok(Some("Irrelevant".into()));
     }
     let bad = || format!("bad value {value:?} for {key}");
@@ -225,6 +260,69 @@ mod tests {
         assert_eq!(run("ImmediateData", "No").0.as_deref(), Some("No"));
         assert_eq!(run("DataPDUInOrder", "No").0.as_deref(), Some("Yes"));
         assert_eq!(run("ErrorRecoveryLevel", "2").0.as_deref(), Some("0"));
+    }
+
+    /// The answer a discovery session gives to a valid offer of `key`.
+    fn discovery(key: &str, value: &str) -> Answer {
+        let limits = TargetLimits::default();
+        let mut p = SessionParams::defaults(&limits);
+        negotiate(key, value, &mut p, &limits, true).unwrap()
+    }
+
+    /// One test per key of RFC 7143 §13 in a discovery session: `Irrelevant` exactly where
+    /// the key's definition says "Irrelevant when: SessionType=Discovery", the negotiated
+    /// value elsewhere.
+    macro_rules! discovery_key {
+        ($($test:ident: $key:literal = $offer:literal => $answer:expr;)*) => {
+            $(
+                #[test]
+                fn $test() {
+                    assert_eq!(discovery($key, $offer).as_deref(), $answer, "{}", $key);
+                    let rule = OPERATIONAL_KEYS.iter().find(|r| r.name == $key).unwrap();
+                    assert_eq!(
+                        rule.irrelevant_in_discovery,
+                        $answer == Some("Irrelevant"),
+                        "RFC 7143 §{}",
+                        rule.section
+                    );
+                }
+            )*
+            /// Every key of the table has its test above.
+            #[test]
+            fn every_operational_key_has_a_discovery_test() {
+                let tested = [$($key),*];
+                for rule in OPERATIONAL_KEYS {
+                    assert!(tested.contains(&rule.name), "{} untested", rule.name);
+                }
+            }
+        };
+    }
+
+    discovery_key! {
+        discovery_header_digest: "HeaderDigest" = "None" => Some("None");
+        discovery_data_digest: "DataDigest" = "CRC32C,None" => Some("CRC32C");
+        discovery_max_connections: "MaxConnections" = "1" => Some("Irrelevant");
+        discovery_initial_r2t: "InitialR2T" = "Yes" => Some("Irrelevant");
+        discovery_immediate_data: "ImmediateData" = "Yes" => Some("Irrelevant");
+        discovery_max_recv_data_segment_length: "MaxRecvDataSegmentLength" = "32768" => None;
+        discovery_max_burst_length: "MaxBurstLength" = "262144" => Some("Irrelevant");
+        discovery_first_burst_length: "FirstBurstLength" = "65536" => Some("Irrelevant");
+        discovery_default_time2wait: "DefaultTime2Wait" = "2" => Some("2");
+        discovery_default_time2retain: "DefaultTime2Retain" = "0" => Some("0");
+        discovery_max_outstanding_r2t: "MaxOutstandingR2T" = "1" => Some("Irrelevant");
+        discovery_data_pdu_in_order: "DataPDUInOrder" = "Yes" => Some("Irrelevant");
+        discovery_data_sequence_in_order: "DataSequenceInOrder" = "Yes" => Some("Irrelevant");
+        discovery_error_recovery_level: "ErrorRecoveryLevel" = "0" => Some("0");
+        discovery_task_reporting: "TaskReporting" = "RFC3720" => Some("Irrelevant");
+        discovery_protocol_level: "iSCSIProtocolLevel" = "1" => Some("Irrelevant");
+    }
+
+    #[test]
+    fn error_recovery_level_is_negotiated_in_discovery_too() {
+        // Minimum of the offer and our 0: open-iscsi fails a login on anything but "0".
+        assert_eq!(discovery("ErrorRecoveryLevel", "2").as_deref(), Some("0"));
+        assert_eq!(discovery("DefaultTime2Wait", "0").as_deref(), Some("2"));
+        assert_eq!(discovery("DefaultTime2Retain", "60").as_deref(), Some("20"));
     }
 
     #[test]

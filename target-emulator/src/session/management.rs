@@ -180,16 +180,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     /// SendTargets (RFC 7143 §12.3): TargetName and TargetAddress for each visible target,
-    /// addressed at the portal this connection came in on.
+    /// at the advertised portal, or the one this connection came in on (portal group 1).
     fn send_targets(&self, value: &str) -> Vec<u8> {
         let current = (!self.est.target_name.is_empty()).then_some(self.est.target_name.as_str());
         let names = self
             .registry
             .send_targets(&self.est.initiator_name, value, current);
-        let address = match self.portal {
-            std::net::SocketAddr::V4(a) => format!("{}:{},1", a.ip(), a.port()),
-            std::net::SocketAddr::V6(a) => format!("[{}]:{},1", a.ip(), a.port()),
-        };
+        let address = format!("{},1", self.portal);
         let mut out = Vec::new();
         for n in names {
             out.extend(encode_keys(&[

@@ -85,12 +85,13 @@ pub fn io_blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Serves one accepted connection until logout, error or export removal.
+/// Serves one accepted connection until logout, error or export removal. `portal` is the
+/// `host:port` SendTargets answers as each target's TargetAddress.
 pub async fn serve<R, W>(
     read: R,
     write: W,
     peer: SocketAddr,
-    portal: SocketAddr,
+    portal: String,
     registry: Arc<dyn Registry>,
     tsih: u16,
     shutdown: CancellationToken,
@@ -199,6 +200,11 @@ async fn login_phase<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Step::Complete(r, est) => (r, Some(est), None),
             Step::Fail(r, why) => (r, None, Some(why)),
         };
+        debug!(
+            csg = ?req.csg, nsg = ?req.nsg, transit = req.transit,
+            request = %keys_for_log(&req.data), response = %keys_for_log(&resp.data),
+            "login step"
+        );
         resp.stat_sn = sn;
         resp.exp_cmd_sn = req.cmd_sn;
         resp.max_cmd_sn = req.cmd_sn.wrapping_add(COMMAND_WINDOW - 1);
@@ -218,6 +224,22 @@ async fn login_phase<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
+/// Login text as `Key=Value` pairs for the debug log, CHAP challenges and responses
+/// blanked: enough to see how an initiator negotiates, nothing to replay.
+fn keys_for_log(data: &[u8]) -> String {
+    data.split(|b| *b == 0)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            match kv.split_once('=') {
+                Some((k, _)) if matches!(k, "CHAP_C" | "CHAP_R") => format!("{k}=…"),
+                _ => kv.into_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A command received ahead of ExpCmdSN, held until the gap closes, or a CmdSN an ABORT TASK
 /// consumed before it arrived.
 enum Queued {
@@ -232,7 +254,8 @@ pub(crate) struct Session<R, W> {
     /// The logical unit's shared state; `None` in discovery sessions.
     unit: Option<Arc<UnitState>>,
     nexus: Nexus,
-    portal: SocketAddr,
+    /// `host:port` for SendTargets' TargetAddress.
+    portal: String,
     registry: Arc<dyn Registry>,
     limits: crate::scsi::Limits,
     stat_sn: u32,

@@ -5,8 +5,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// `shared/harness/guest-run.sh` beside the repository, or under `BLOCKDELTA_SHARED`.
 /// `repository` is the repository's root.
@@ -49,6 +52,57 @@ pub fn run(repository: &str, script: &str, work: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     log
+}
+
+/// Boots a guest whose script can ask this host to act at chosen points and wait for it:
+/// `script(port)` makes the script, in which `host STEP` (a shell function defined here)
+/// sends STEP to a listener on this machine's loopback port `port` (10.0.2.2 in the guest)
+/// and blocks until `step(STEP)` has run and returned its reply, which the guest prints as
+/// `== host STEP: REPLY` and leaves in `$HOST_REPLY`. Steps run in order on this thread, at most `MAX_STEPS` of them.
+pub fn run_with_host(
+    repository: &str,
+    work: &Path,
+    script: impl FnOnce(u16) -> String,
+    mut step: impl FnMut(&str) -> String,
+) -> String {
+    const MAX_STEPS: usize = 32;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the host-step listener");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().expect("listener address").port();
+    let prelude = format!(
+        "host() {{ HOST_REPLY=$(echo \"$1\" | nc -w 180 10.0.2.2 {port}); echo \"== host $1: $HOST_REPLY\"; }}\n"
+    );
+    let script = format!("{prelude}{}", script(port));
+    let repository = repository.to_string();
+    let work = work.to_path_buf();
+    let guest = std::thread::spawn(move || run(&repository, &script, &work));
+    let deadline = Instant::now() + Duration::from_secs(660);
+    let mut steps = 0;
+    while !guest.is_finished() && Instant::now() < deadline && steps < MAX_STEPS {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                steps += 1;
+                stream.set_nonblocking(false).expect("blocking stream");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .expect("read timeout");
+                let mut name = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut name);
+                let reply = step(name.trim());
+                let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("host-step listener: {e}"),
+        }
+    }
+    match guest.join() {
+        Ok(log) => log,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// The guest's output after the line `start` up to the next `== ` marker.
