@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -93,8 +94,12 @@ pub fn run_backup(
     let (piece_tx, piece_rx) = sync_channel::<Result<Piece, EngineError>>(workers * 2);
     let (result_tx, result_rx) = sync_channel::<Result<PieceResult, EngineError>>(workers * 2);
     let piece_rx = Arc::new(Mutex::new(piece_rx));
+    // Set when the writer gives up: the reader stops reading. Every other stage ends
+    // because its queue's other end is gone (see below), so no stage waits forever.
+    let stop = AtomicBool::new(false);
 
     std::thread::scope(|scope| {
+        let stop = &stop;
         let file = &file;
         let ranges = &ranges;
         // Pieces queued for workers, being worked on, and one being read.
@@ -105,7 +110,7 @@ pub fn run_backup(
             made: 0,
             limit,
         };
-        scope.spawn(move || read_pieces(file, ranges, piece_tx, pool, control));
+        scope.spawn(move || read_pieces(file, ranges, piece_tx, pool, control, stop));
         for _ in 0..workers {
             let rx = piece_rx.clone();
             let tx = result_tx.clone();
@@ -114,9 +119,16 @@ pub fn run_backup(
             let codec = plan.codec;
             scope.spawn(move || work_pieces(rx, tx, free, &fps, codec));
         }
+        // Only the workers hold the piece queue and the result and buffer senders: when
+        // they have all stopped, the reader's send or buffer wait fails and it stops too.
+        drop(piece_rx);
         drop(result_tx);
         drop(free_tx);
-        write_results(repo, &plan, result_rx, &parent_allocated, control)
+        let written = write_results(repo, &plan, result_rx, &parent_allocated, control);
+        if written.is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        written
     })
 }
 
@@ -148,10 +160,14 @@ fn read_pieces(
     tx: SyncSender<Result<Piece, EngineError>>,
     mut pool: BufferPool,
     control: &JobControl,
+    stop: &AtomicBool,
 ) {
     for &(start, end) in ranges {
         let mut pos = start;
         while pos < end {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             if control.is_cancelled() {
                 let _ = tx.send(Err(EngineError::Interrupted));
                 return;
@@ -270,7 +286,6 @@ fn write_results(
     let mut changed = RoaringTreemap::new();
     let mut done = 0u64;
     let fail = |pack: Option<PackWriter>, e: EngineError| {
-        control.cancel();
         if let Some(p) = pack {
             p.abandon();
         }
@@ -303,8 +318,9 @@ fn write_results(
             });
             if writer.len() >= PACK_TARGET_LEN
                 && let Some(full) = pack.take()
+                && let Err(e) = full.finish()
             {
-                full.finish()?;
+                return fail(None, e.into());
             }
         }
         changed.extend(piece.changed.iter().copied());

@@ -33,6 +33,14 @@ pub use pack::{FrameLocation, PackId};
 pub const TRACKING_BLOCK_SIZE: u64 = 4096;
 pub const FORMAT_VERSION: u32 = 1;
 
+/// What `scan_references` found.
+#[derive(Debug, Default)]
+pub struct ReferenceScan {
+    pub referenced: HashSet<PackId>,
+    /// Backups whose index is present but damaged, with why.
+    pub unreadable: Vec<(String, RepoError)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Repository {
     root: PathBuf,
@@ -168,17 +176,27 @@ impl Repository {
         }
     }
 
-    pub fn list_volumes(&self) -> Result<Vec<VolumeManifest>, RepoError> {
+    /// Every volume manifest, each read on its own: a damaged one is returned as its
+    /// error beside the others, never in their place.
+    pub fn list_volumes(&self) -> Result<Vec<Result<VolumeManifest, RepoError>>, RepoError> {
         let dir = self.root.join("volumes");
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
             let entry = entry.map_err(|e| RepoError::io(&dir, e))?;
             let path = entry.path();
             if path.extension().is_some_and(|x| x == "json") {
-                let bytes = std::fs::read(&path).map_err(|e| RepoError::io(&path, e))?;
-                let v: VolumeManifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| RepoError::corrupt(path.display().to_string(), e.to_string()))?;
-                out.push(v);
+                out.push(
+                    std::fs::read(&path)
+                        .map_err(|e| RepoError::io(&path, e))
+                        .and_then(|bytes| {
+                            serde_json::from_slice::<VolumeManifest>(&bytes).map_err(|e| {
+                                RepoError::corrupt(
+                                    format!("volume manifest {}", path.display()),
+                                    e.to_string(),
+                                )
+                            })
+                        }),
+                );
             }
         }
         Ok(out)
@@ -205,18 +223,31 @@ impl Repository {
         Ok(out)
     }
 
-    /// Removes every pack no index references, and leftovers in `tmp/`. The caller
-    /// must hold off new backups while this runs (see `engine::gc`): a running
-    /// backup's finished packs are referenced by no index yet.
-    pub fn remove_unreferenced_packs(&self) -> Result<(u64, u64), RepoError> {
-        let mut referenced = HashSet::new();
+    /// Which packs the readable indexes reference, and which indexes could not be read
+    /// (their references are unknown: nothing may be collected while there are any).
+    pub fn scan_references(&self) -> Result<ReferenceScan, RepoError> {
+        let mut scan = ReferenceScan::default();
         for id in self.list_backup_ids()? {
-            let index = self.read_index(&id)?;
-            referenced.extend(index.extents.iter().map(|e| e.frame.pack));
+            match self.read_index(&id) {
+                Ok(index) => scan
+                    .referenced
+                    .extend(index.extents.iter().map(|e| e.frame.pack)),
+                Err(e @ (RepoError::Corrupt { .. } | RepoError::NotFound { .. })) => {
+                    scan.unreadable.push((id, e))
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(scan)
+    }
+
+    /// Removes every pack not in `keep`, and leftovers in `tmp/`. The caller must hold
+    /// off new backups while this runs (see `engine::service`): a running backup's
+    /// finished packs are referenced by no index yet.
+    pub fn remove_packs_except(&self, keep: &HashSet<PackId>) -> Result<(u64, u64), RepoError> {
         let (mut packs, mut bytes) = (0, 0);
         for (id, len) in self.list_packs()? {
-            if !referenced.contains(&id) {
+            if !keep.contains(&id) {
                 let path = pack::pack_path(&self.root, &id);
                 std::fs::remove_file(&path).map_err(|e| RepoError::io(&path, e))?;
                 packs += 1;
@@ -228,7 +259,10 @@ impl Repository {
             .map_err(|e| RepoError::io(&tmp, e))?
             .flatten()
         {
-            let _ = std::fs::remove_file(entry.path());
+            let path = entry.path();
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover temporary file");
+            }
         }
         Ok((packs, bytes))
     }

@@ -398,3 +398,83 @@ pub fn garbage_file(path: &Path, size: u64, seed: u64) {
     let rest = (size % chunk.len() as u64) as usize;
     f.write_all(&chunk[..rest]).expect("write garbage");
 }
+
+/// A small tmpfs mounted on a temp dir, so a test gets a real full disk; unmounted (lazily,
+/// so a busy mount never hangs the test) when dropped. Tests run as root in CI: a mount
+/// that fails fails the test rather than skipping it.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_mib: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir for tmpfs");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_mib}m,mode=0700"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a {size_mib} MiB tmpfs (needs root, as in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            path: dir.path().to_path_buf(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+impl Server {
+    /// Runs a CLI command, killed after `limit`: `None` if it did not finish (a wedge).
+    pub fn cli_bounded(&self, args: &[&str], limit: Duration) -> Option<Output> {
+        let mut child = Command::new(BIN)
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run blockdelta cli");
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().ok();
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, and how long the server took to exit (at most `limit`, else it is killed
+    /// and the test fails).
+    pub fn stop_within(mut self, limit: Duration) -> Duration {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "server did not stop within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

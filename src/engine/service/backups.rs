@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::state::Record;
 use super::{
     CreateBackup, Service, check_backup_id, check_name, lock, new_id, not_found, volume_manifest,
 };
@@ -157,15 +158,24 @@ impl Service {
             };
             if let Err(e) = outcome {
                 tracing::warn!(backup = %backup_id, error = %e, "backup failed");
-                let _ = svc.repo.remove_backup(&backup_id);
-                let _ = svc
-                    .catalog
-                    .set_backup_status(&backup_id, status::ERROR, &e.to_string());
-                // Free what the failed run wrote now, unless other backups are
-                // running (then the next collection or restart does it).
-                if let Ok(_exclusive) = svc.gc_lock.try_write() {
-                    let _ = svc.repo.remove_unreferenced_packs();
+                // Its index goes first: whatever else fails, the backup cannot come back.
+                if let Err(remove) = svc.repo.remove_backup(&backup_id) {
+                    tracing::error!(backup = %backup_id, error = %remove, "cannot remove the failed backup's index");
                 }
+                // Free what the failed run wrote before recording the failure (the disk
+                // may be full), unless other backups are running: then the next
+                // collection or restart does it.
+                if let Ok(_exclusive) = svc.gc_lock.try_write()
+                    && let Err(gc) = svc.remove_unreferenced_packs()
+                {
+                    tracing::warn!(backup = %backup_id, error = %gc, "cannot remove the failed backup's packs yet");
+                }
+                svc.pending.set(
+                    &svc.catalog,
+                    Record::Backup(backup_id.clone()),
+                    status::ERROR,
+                    &e.to_string(),
+                );
             } else {
                 tracing::info!(backup = %backup_id, "backup available");
             }
@@ -176,7 +186,10 @@ impl Service {
 
     pub fn get_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
         check_backup_id(id)?;
-        self.catalog.get_backup(id).map_err(not_found)
+        self.pending.retry(&self.catalog);
+        let mut b = self.catalog.get_backup(id).map_err(not_found)?;
+        self.pending.overlay_backup(&mut b);
+        Ok(b)
     }
 
     pub fn list_backups(&self, volume: Option<&str>) -> Result<Vec<BackupRecord>, EngineError> {
@@ -184,7 +197,9 @@ impl Service {
             Some(v) => Some(self.get_volume(v)?.id),
             None => None,
         };
-        Ok(self.catalog.list_backups(volume_id.as_deref())?)
+        let mut all = self.catalog.list_backups(volume_id.as_deref())?;
+        all.iter_mut().for_each(|b| self.pending.overlay_backup(b));
+        Ok(all)
     }
 
     /// Progress of a running backup.
@@ -261,14 +276,19 @@ impl Service {
             svc.reader.forget(&id);
             match result {
                 Ok(()) => {
+                    svc.pending.forget(&Record::Backup(id.clone()));
                     if let Err(e) = svc.collect_garbage() {
                         tracing::warn!(error = %e, "garbage collection after delete failed");
                     }
                 }
                 Err(e) => {
-                    let _ = svc
-                        .catalog
-                        .set_backup_status(&id, status::ERROR, &e.to_string());
+                    tracing::warn!(backup = %id, error = %e, "delete failed");
+                    svc.pending.set(
+                        &svc.catalog,
+                        Record::Backup(id.clone()),
+                        status::ERROR,
+                        &e.to_string(),
+                    );
                 }
             }
         });
@@ -363,8 +383,14 @@ impl Service {
                     (status::ERROR, e.to_string())
                 }
             };
-            let _ = svc.catalog.set_volume_status(&volume_id, st, &err);
-            let _ = svc.catalog.set_backup_status(&backup_id, status::AVAILABLE, "");
+            svc.pending
+                .set(&svc.catalog, Record::Volume(volume_id.clone()), st, &err);
+            svc.pending.set(
+                &svc.catalog,
+                Record::Backup(backup_id.clone()),
+                status::AVAILABLE,
+                "",
+            );
             svc.release_volume(&volume_id);
         });
         Ok((backup, target))
@@ -385,6 +411,6 @@ impl Service {
     /// Removes packs no index references; waits for running backups to finish.
     pub fn collect_garbage(&self) -> Result<(u64, u64), EngineError> {
         let _exclusive = self.gc_lock.write().unwrap_or_else(|p| p.into_inner());
-        Ok(self.repo.remove_unreferenced_packs()?)
+        self.remove_unreferenced_packs()
     }
 }

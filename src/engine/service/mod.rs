@@ -10,7 +10,9 @@
 //! Every method blocks (SQLite, file I/O): async callers use `spawn_blocking`.
 
 mod backups;
+mod integrity;
 mod recover;
+mod state;
 mod volumes;
 
 use std::collections::HashMap;
@@ -51,6 +53,8 @@ pub struct Service {
     /// Backups and restores hold it shared; garbage collection exclusively, since
     /// a running backup's finished packs are referenced by no index yet.
     gc_lock: RwLock<()>,
+    /// Final job states the catalog could not take yet (see `state`).
+    pending: state::PendingStates,
     /// Held (flock) for the service's life: one server per data directory, since
     /// startup removes packs that no index references.
     _dir_lock: std::fs::File,
@@ -144,7 +148,14 @@ impl Service {
             // the catalog's "error" wins, so the repository must not resurrect it.
             repo.remove_backup(id)?;
         }
-        let (packs, bytes) = repo.remove_unreferenced_packs()?;
+        let out_of_service = integrity::check_indexes(&catalog, &repo)?;
+        let (packs, bytes) = integrity::collect_packs(&catalog, &repo)?;
+        if out_of_service > 0 {
+            tracing::warn!(
+                records = out_of_service,
+                "backups whose index is missing or damaged changed state (see above)"
+            );
+        }
         if n > 0 || packs > 0 {
             tracing::warn!(
                 records = n,
@@ -161,6 +172,7 @@ impl Service {
             jobs: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),
+            pending: state::PendingStates::default(),
             _dir_lock: dir_lock,
         }))
     }
@@ -225,10 +237,13 @@ impl Service {
             job.control.cancel();
         }
         for job in jobs {
-            if let Some(h) = lock(&job.handle).take() {
-                let _ = h.join();
+            if let Some(h) = lock(&job.handle).take()
+                && h.join().is_err()
+            {
+                tracing::error!("a job thread panicked during shutdown");
             }
         }
+        self.pending.retry(&self.catalog);
     }
 }
 

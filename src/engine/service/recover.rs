@@ -44,7 +44,13 @@ impl Service {
             }
         }
         indexes.sort_by(|a, b| a.manifest.created_at.cmp(&b.manifest.created_at));
-        let mut volumes: Vec<VolumeManifest> = self.repo.list_volumes()?;
+        let mut volumes: Vec<VolumeManifest> = Vec::new();
+        for manifest in self.repo.list_volumes()? {
+            match manifest {
+                Ok(v) => volumes.push(v),
+                Err(e) => report.messages.push(format!("skipped a volume: {e}")),
+            }
+        }
         let mut seen: HashSet<String> = volumes.iter().map(|v| v.id.clone()).collect();
         for idx in &indexes {
             if seen.insert(idx.manifest.volume.id.clone()) {
@@ -83,11 +89,33 @@ impl Service {
             self.catalog.insert_volume(&record)?;
             report.volumes += 1;
         }
+        // An incremental is only as good as its chain: one whose parent could not be read
+        // (or is itself out) comes back as error, naming the parent.
+        let readable: HashSet<String> = indexes.iter().map(|i| i.manifest.id.clone()).collect();
+        let mut out: HashSet<String> = HashSet::new();
         for idx in indexes {
             let m = &idx.manifest;
             if self.catalog.get_backup(&m.id).is_ok() {
                 continue;
             }
+            let broken_parent = m
+                .parent_id
+                .as_ref()
+                .filter(|p| !readable.contains(*p) || out.contains(*p));
+            let (state, error) = match broken_parent {
+                Some(p) => {
+                    out.insert(m.id.clone());
+                    report.messages.push(format!(
+                        "backup {} recovered as error: its parent {p} could not be recovered",
+                        m.id
+                    ));
+                    (
+                        status::ERROR,
+                        format!("depends on backup {p}, whose index is missing or damaged"),
+                    )
+                }
+                None => (status::AVAILABLE, String::new()),
+            };
             self.catalog.insert_backup(&BackupRecord {
                 id: m.id.clone(),
                 volume_id: m.volume.id.clone(),
@@ -95,14 +123,14 @@ impl Service {
                 kind: m.kind.clone(),
                 parent_id: m.parent_id.clone(),
                 chain_id: m.chain_id.clone(),
-                status: status::AVAILABLE.to_string(),
+                status: state.to_string(),
                 size: m.size,
                 compression: m.compression.clone(),
                 changed_blocks: m.changed_blocks,
                 allocated_blocks: m.allocated_blocks,
                 stored_bytes: m.stored_bytes,
                 content_hash: m.content_hash.clone(),
-                error: String::new(),
+                error,
                 created_at: m.created_at.clone(),
                 completed_at: m.completed_at.clone(),
             })?;

@@ -153,11 +153,17 @@ impl Service {
     }
 
     pub fn get_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
-        self.catalog.find_volume(id_or_name).map_err(not_found)
+        self.pending.retry(&self.catalog);
+        let mut v = self.catalog.find_volume(id_or_name).map_err(not_found)?;
+        self.pending.overlay_volume(&mut v);
+        Ok(v)
     }
 
     pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, EngineError> {
-        Ok(self.catalog.list_volumes()?)
+        self.pending.retry(&self.catalog);
+        let mut all = self.catalog.list_volumes()?;
+        all.iter_mut().for_each(|v| self.pending.overlay_volume(v));
+        Ok(all)
     }
 
     /// Progress of a restore onto this volume, while one runs.
