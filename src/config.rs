@@ -75,11 +75,13 @@ pub struct Overrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path}: {source}")]
+    // The cause is in the message, and not a `#[source]` too: printed with its causes
+    // (`{:#}`), it would say the same thing twice (thiserror takes a field named `source`
+    // for one, hence `cause`).
+    #[error("config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -91,9 +93,9 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
         let mut config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    cause,
                 })?;
                 toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_path_buf(),

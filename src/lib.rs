@@ -17,4 +17,5 @@ pub mod config;
 pub mod delta;
 pub mod engine;
 pub mod export;
+mod faults;
 pub mod repo;

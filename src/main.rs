@@ -93,6 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => return cli::serve::serve(args).await,
         client => client,
     };
+    // A client's output may go to `head` or a closed pipe: end quietly, as Unix tools do,
+    // instead of panicking in println!. (The server keeps ignoring SIGPIPE: its sockets.)
+    // SAFETY: restoring the default disposition of a signal before any output.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let channel = cli::connect(&cli.server).await?;
     match command {
         Command::Serve(args) => cli::serve::serve(args).await,

@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -300,4 +301,140 @@ fn flip_byte(path: &PathBuf, at: u64) {
     f.read_exact_at(&mut b, at).unwrap();
     b[0] ^= 0x55;
     f.write_all_at(&b, at).unwrap();
+}
+
+/// Defect 6, the smaller ones, each as the adversarial run found it.
+#[test]
+fn defect_6_small_ones_each_get_a_clear_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+
+    // A closed pipe ends the CLI quietly (SIGPIPE), not with a panic.
+    for i in 0..3 {
+        server.create_volume(&format!("p{i}"), 1 << 20);
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{BIN} --server {} --json volume list | head -1 >/dev/null; echo \"${{PIPESTATUS:-}}\"",
+            server.url
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A registered file removed before a backup: FAILED_PRECONDITION naming the path.
+    let path = dir.path().join("gone.img");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let p = path.to_str().unwrap();
+    let vol = s(&server.json1(&["volume", "register", "--name", "gone", "--path", p])["id"]);
+    // One file, one volume: the same path again (or through a symlink) is refused.
+    let link = dir.path().join("link.img");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    for again in [p, link.to_str().unwrap()] {
+        let e = server.fails(
+            &["volume", "register", "--name", "again", "--path", again],
+            "FAILED_PRECONDITION",
+        );
+        assert!(e.contains(&vol), "{e}");
+    }
+    std::fs::remove_file(&path).unwrap();
+    let e = server.fails(&["backup", "create", &vol], "FAILED_PRECONDITION");
+    assert!(e.contains(p), "{e}");
+
+    // A ~100 KB id is an INVALID_ARGUMENT, with a message of bounded size.
+    let huge = "v".repeat(100_000);
+    let e = server.fails(&["volume", "show", &huge], "INVALID_ARGUMENT");
+    assert!(e.len() < 4096, "{} bytes", e.len());
+    let e = server.fails(
+        &["backup", "show", &format!("bkp-{huge}")],
+        "INVALID_ARGUMENT",
+    );
+    assert!(e.len() < 4096, "{} bytes", e.len());
+
+    // Files under the data dir are the owner's only, whatever the umask.
+    let (_, vol_path) = server.create_volume("private", 1 << 20);
+    for (p, want) in [
+        (data.join("catalog.sqlite"), 0o600),
+        (vol_path.clone(), 0o600),
+        (data.join("repository"), 0o700),
+        (data.join("volumes"), 0o700),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, want, "{} is {mode:o}", p.display());
+    }
+    server.stop();
+
+    // A missing config file: one clear message, printed once, and no data dir made.
+    let fresh = dir.path().join("never");
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            "/nonexistent/blockdelta.toml",
+            "--data-dir",
+        ])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    assert!(!fresh.exists(), "a failed start left {}", fresh.display());
+    // Nor does a start whose iSCSI port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--grpc-listen", "127.0.0.1:0", "--iscsi-listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .arg("--data-dir")
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("iSCSI"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!fresh.exists(), "a failed start left {}", fresh.display());
+}
+
+/// gc answers at once while a backup runs, naming it, instead of blocking behind it.
+#[test]
+fn defect_6_gc_answers_while_a_backup_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol_path = dir.path().join("big.img");
+    random_volume(&vol_path, 1 << 30, 600 << 20, 7);
+    let server = Server::start(&dir.path().join("data"));
+    let vol = s(&server.json1(&[
+        "volume",
+        "register",
+        "--name",
+        "big",
+        "--path",
+        vol_path.to_str().unwrap(),
+    ])["id"]);
+    let b = s(&server.json1(&["backup", "create", &vol])["id"]);
+    let out = server
+        .cli_bounded(&["gc"], Duration::from_secs(5))
+        .expect("gc blocked behind a running backup");
+    let state = backup_state(&server, &b);
+    if state["status"] == "creating" {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("FAILED_PRECONDITION") && err.contains(&b),
+            "{err}"
+        );
+    }
+    wait_no_running(&server);
 }

@@ -56,16 +56,32 @@ pub fn to_csi_status(e: ApiError) -> Status {
     status(code, e)
 }
 
+/// Longest message a status carries: it travels in an HTTP/2 trailer, and a message that
+/// echoes a huge request field would make the client fail on header size instead of
+/// seeing the code.
+const MAX_MESSAGE_LEN: usize = 1024;
+
+fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_LEN {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_LEN;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..end], message.len())
+}
+
 fn status(code: Code, e: ApiError) -> Status {
     if code == Code::Internal {
         let request_id = format!("{:016x}", rand::random::<u64>());
         tracing::error!(%request_id, error = %e, "internal error");
         return Status::new(
             code,
-            format!("internal error (request id {request_id}): {e}"),
+            bounded(format!("internal error (request id {request_id}): {e}")),
         );
     }
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
 }
 
 fn code(e: &ApiError) -> Code {
@@ -88,6 +104,7 @@ fn engine_code(e: &EngineError) -> Code {
         EngineError::Damaged { .. } | EngineError::VerifyFailed { .. } => Code::DataLoss,
         EngineError::Repo(r) => repo_code(r),
         EngineError::Catalog(c) => catalog_code(c),
+        EngineError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
         EngineError::Io { .. } => Code::Internal,
     }
 }
@@ -142,10 +159,17 @@ fn catalog_code(e: &CatalogError) -> Code {
     match e {
         CatalogError::NotFound { .. } => Code::NotFound,
         CatalogError::NameTaken { .. } => Code::AlreadyExists,
+        e if e.is_disk_full() => Code::ResourceExhausted,
+        CatalogError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
         CatalogError::Sqlite(_) | CatalogError::Io { .. } | CatalogError::Corrupt(_) => {
             Code::Internal
         }
     }
+}
+
+/// No space (or quota) left on a device: the operator can free some and retry.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 fn repo_code(e: &RepoError) -> Code {
@@ -153,6 +177,7 @@ fn repo_code(e: &RepoError) -> Code {
         RepoError::Corrupt { .. } => Code::DataLoss,
         RepoError::NotFound { .. } => Code::NotFound,
         RepoError::UnknownCodec(_) => Code::InvalidArgument,
+        RepoError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
         RepoError::Io { .. } => Code::Internal,
     }
 }
@@ -174,6 +199,17 @@ mod tests {
 
     fn delta(e: DeltaError) -> Code {
         to_status(e.into()).code()
+    }
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_and_long_messages_are_bounded() {
+        let full = CatalogError::disk_full(std::io::Error::other("injected"));
+        assert_eq!(engine(full.into()).code(), Code::ResourceExhausted);
+        let enospc = EngineError::io("/x", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(engine(enospc).code(), Code::ResourceExhausted);
+        let long = engine(EngineError::InvalidArgument("x".repeat(100_000)));
+        assert_eq!(long.code(), Code::InvalidArgument);
+        assert!(long.message().len() < 1200, "{}", long.message().len());
     }
 
     #[test]

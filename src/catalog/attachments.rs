@@ -2,6 +2,7 @@
 //! exports every attached volume again under the same target name and CHAP
 //! credentials, so initiators reconnect as they do after any target restart.
 
+use crate::faults::fault;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Catalog, CatalogError, status};
@@ -39,6 +40,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AttachmentRecord> {
 impl Catalog {
     /// Records an attachment and marks the volume `in-use`, in one transaction.
     pub fn insert_attachment(&self, a: &AttachmentRecord) -> Result<(), CatalogError> {
+        fault!("catalog.insert_attachment", CatalogError::disk_full);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -64,6 +66,7 @@ impl Catalog {
 
     /// Removes an attachment and marks the volume `available` again.
     pub fn delete_attachment(&self, volume_id: &str) -> Result<(), CatalogError> {
+        fault!("catalog.delete_attachment", CatalogError::disk_full);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM attachments WHERE volume_id = ?1", [volume_id])?;

@@ -3,6 +3,7 @@
 //! row are all of it, which is why deleting it costs nothing and `recover` (which
 //! rebuilds from the repository) does not bring it back.
 
+use crate::faults::fault;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Catalog, CatalogError, VolumeRecord, insert_volume_row};
@@ -24,6 +25,7 @@ impl Catalog {
         volume: &VolumeRecord,
         source: &DeltaSourceRecord,
     ) -> Result<(), CatalogError> {
+        fault!("catalog.insert_delta_volume", CatalogError::disk_full);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         insert_volume_row(&tx, volume)?;

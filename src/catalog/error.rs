@@ -18,3 +18,24 @@ pub enum CatalogError {
         source: std::io::Error,
     },
 }
+
+impl CatalogError {
+    /// What SQLite answers when the catalog's disk is full (`SQLITE_FULL`), carrying
+    /// `cause`: the form an injected catalog fault takes.
+    #[cfg_attr(not(any(test, feature = "failpoints")), allow(dead_code))]
+    pub(crate) fn disk_full(cause: std::io::Error) -> Self {
+        CatalogError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some(cause.to_string()),
+        ))
+    }
+
+    /// The catalog's disk is full: the caller may free space and try again.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}

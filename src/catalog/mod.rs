@@ -10,6 +10,7 @@ pub mod deltas;
 pub mod error;
 pub mod time;
 
+use crate::faults::fault;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -130,6 +131,7 @@ impl Catalog {
     }
 
     pub fn insert_volume(&self, v: &VolumeRecord) -> Result<(), CatalogError> {
+        fault!("catalog.insert_volume", CatalogError::disk_full);
         insert_volume_row(&self.conn(), v)
     }
 
@@ -177,6 +179,7 @@ impl Catalog {
         status: &str,
         error: &str,
     ) -> Result<(), CatalogError> {
+        fault!("catalog.set_volume_status", CatalogError::disk_full);
         self.conn().execute(
             "UPDATE volumes SET status = ?2, error = ?3 WHERE id = ?1",
             params![id, status, error],
@@ -186,6 +189,7 @@ impl Catalog {
 
     /// Removes a volume with its delta source and attachment, in one transaction.
     pub fn delete_volume(&self, id: &str) -> Result<(), CatalogError> {
+        fault!("catalog.delete_volume", CatalogError::disk_full);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM attachments WHERE volume_id = ?1", [id])?;
@@ -196,6 +200,7 @@ impl Catalog {
     }
 
     pub fn insert_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+        fault!("catalog.insert_backup", CatalogError::disk_full);
         self.conn().execute(
             &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
@@ -294,6 +299,7 @@ impl Catalog {
         status: &str,
         error: &str,
     ) -> Result<(), CatalogError> {
+        fault!("catalog.set_backup_status", CatalogError::disk_full);
         self.conn().execute(
             "UPDATE backups SET status = ?2, error = ?3 WHERE id = ?1",
             params![id, status, error],
@@ -301,8 +307,37 @@ impl Catalog {
         Ok(())
     }
 
+    /// Starts a restore in one transaction, so no failure (or panic) between two writes can
+    /// leave a volume `restoring` with no job behind it: the fresh target volume is
+    /// inserted as `restoring` (an existing one marked so), and the backup `restoring`.
+    pub fn begin_restore(
+        &self,
+        volume: &VolumeRecord,
+        fresh: bool,
+        backup_id: &str,
+    ) -> Result<(), CatalogError> {
+        fault!("catalog.begin_restore", CatalogError::disk_full);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if fresh {
+            insert_volume_row(&tx, volume)?;
+        } else {
+            tx.execute(
+                "UPDATE volumes SET status = ?2, error = '' WHERE id = ?1",
+                params![volume.id, status::RESTORING],
+            )?;
+        }
+        tx.execute(
+            "UPDATE backups SET status = ?2, error = '' WHERE id = ?1",
+            params![backup_id, status::RESTORING],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Records a finished backup: one statement, after the repository index is durable.
     pub fn complete_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+        fault!("catalog.complete_backup", CatalogError::disk_full);
         self.conn().execute(
             "UPDATE backups SET status = ?2, error = '', changed_blocks = ?3, allocated_blocks = ?4,
              stored_bytes = ?5, content_hash = ?6, completed_at = ?7 WHERE id = ?1",
@@ -320,6 +355,7 @@ impl Catalog {
     }
 
     pub fn delete_backup(&self, id: &str) -> Result<(), CatalogError> {
+        fault!("catalog.delete_backup", CatalogError::disk_full);
         self.conn()
             .execute("DELETE FROM backups WHERE id = ?1", [id])?;
         Ok(())
@@ -328,6 +364,7 @@ impl Catalog {
     /// After a restart nothing is running: whatever was in flight ended then.
     /// Returns how many records were changed.
     pub fn mark_interrupted(&self) -> Result<usize, CatalogError> {
+        fault!("catalog.mark_interrupted", CatalogError::disk_full);
         let conn = self.conn();
         let mut n = conn.execute(
             "UPDATE backups SET status = 'error', error = 'interrupted' WHERE status IN ('creating', 'deleting')",
@@ -346,6 +383,7 @@ impl Catalog {
 
     /// Appends one JSON object to the audit log.
     pub fn audit(&self, event: &serde_json::Value) -> Result<(), CatalogError> {
+        fault!("catalog.audit", CatalogError::disk_full);
         self.conn().execute(
             "INSERT INTO audit (at, event) VALUES (?1, ?2)",
             params![time::now_rfc3339(), event.to_string()],

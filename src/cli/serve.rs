@@ -50,6 +50,13 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Test builds only: arms the failpoints named in FAILPOINTS for the server's life.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
+    // Catalog, packs, indexes and restored images hold the users' data and CHAP secrets:
+    // owner only, whatever the caller's umask (files 0600, folders 0700).
+    // SAFETY: umask has no failure mode; set before any file is created.
+    unsafe { libc::umask(0o077) };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -70,30 +77,47 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             delta_enabled: args.delta_enabled,
         },
     )?;
-    let data_dir = config.data_dir.clone();
-    let svc = tokio::task::spawn_blocking(move || Service::open(&data_dir))
-        .await?
-        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    // Every address is checked and the gRPC port bound before anything is written: a
+    // start that fails on its configuration leaves nothing behind.
+    let listener = tokio::net::TcpListener::bind(&config.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
     let iscsi_listen = tokio::net::lookup_host(&config.iscsi_listen)
         .await
         .ok()
         .and_then(|mut a| a.next())
         .with_context(|| format!("iSCSI listen address {:?}", config.iscsi_listen))?;
-    let exports = Exports::start(
-        svc.clone(),
-        ExportConfig {
-            listen: iscsi_listen,
-            advertise: config.iscsi_advertise.clone(),
-            discovery_chap: config.discovery_chap(),
-            iqn_prefix: config.iscsi_iqn_prefix.clone(),
-            require_chap: config.iscsi_chap,
-        },
-    )
-    .await
-    .with_context(|| format!("starting the iSCSI target on {}", config.iscsi_listen))?;
-    let listener = tokio::net::TcpListener::bind(&config.grpc_listen)
+    let fresh_data_dir = !config.data_dir.exists();
+    let data_dir = config.data_dir.clone();
+    let started = async {
+        let svc = tokio::task::spawn_blocking(move || Service::open(&data_dir))
+            .await?
+            .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+        let exports = Exports::start(
+            svc.clone(),
+            ExportConfig {
+                listen: iscsi_listen,
+                advertise: config.iscsi_advertise.clone(),
+                discovery_chap: config.discovery_chap(),
+                iqn_prefix: config.iscsi_iqn_prefix.clone(),
+                require_chap: config.iscsi_chap,
+            },
+        )
         .await
-        .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
+        .with_context(|| format!("starting the iSCSI target on {}", config.iscsi_listen))?;
+        anyhow::Ok((svc, exports))
+    }
+    .await;
+    let (svc, exports) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            // A data dir this start created holds nothing yet: do not leave it behind.
+            if fresh_data_dir && let Err(rm) = std::fs::remove_dir_all(&config.data_dir) {
+                tracing::warn!(error = %rm, "cannot remove the data directory this start created");
+            }
+            return Err(e);
+        }
+    };
     let addr = listener.local_addr()?;
     println!("iscsi listening on {}", exports.listen_address());
     println!("grpc listening on {addr}");

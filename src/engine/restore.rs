@@ -17,6 +17,7 @@ use roaring::RoaringTreemap;
 
 use super::source::punch_hole;
 use super::{EngineError, JobControl, worker_count};
+use crate::faults::fault;
 use crate::repo::chain::ClaimPlan;
 use crate::repo::index::fingerprint;
 use crate::repo::pack::read_frame;
@@ -285,6 +286,10 @@ pub fn run_restore(
                 buf[to..to + n].copy_from_slice(&raw[from..from + n]);
             }
             let at = group.first * TRACKING_BLOCK_SIZE;
+            fault!("engine.restore.write", |e| EngineError::io(
+                target.display(),
+                e
+            ));
             // Direct I/O is synchronous: worth it for large writes, while small
             // scattered ones (an incremental's changes) are cheaper through the cache.
             let wrote_direct = group.blocks >= MIN_DIRECT_BLOCKS
@@ -304,6 +309,10 @@ pub fn run_restore(
             .map_err(|e| EngineError::io(target.display(), e))?;
     }
     let written = started.elapsed();
+    fault!("engine.restore.fsync", |e| EngineError::io(
+        target.display(),
+        e
+    ));
     file.sync_all()
         .map_err(|e| EngineError::io(target.display(), e))?;
     tracing::info!(
@@ -338,6 +347,10 @@ fn zero_unallocated(
             end += 1;
         }
         let len = ((end - b) * TRACKING_BLOCK_SIZE) as usize;
+        fault!("engine.restore.zero", |e| EngineError::io(
+            target.display(),
+            e
+        ));
         file.write_all_at(&zeros[..len], b * TRACKING_BLOCK_SIZE)
             .map_err(|e| EngineError::io(target.display(), e))?;
         b = end;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pack::{FrameLocation, PackId};
 use super::{RepoError, write_atomic};
+use crate::faults::fault;
 
 const INDEX_MAGIC: &[u8; 8] = b"BDIDX002";
 const FP_MAGIC: &[u8; 8] = b"BDFP0001";
@@ -307,6 +308,7 @@ impl Fingerprints {
         }
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
+        fault!("repo.fingerprints.write", |e| RepoError::io(path, e));
         write_atomic(path, &out)
     }
 

@@ -23,6 +23,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::faults::fault;
+
 pub use chain::ChainReader;
 pub use codec::Codec;
 pub use error::RepoError;
@@ -95,7 +97,11 @@ impl Repository {
     /// Writes a backup's index atomically: the moment the backup exists in the repository.
     pub fn write_index(&self, index: &BackupIndex) -> Result<u64, RepoError> {
         let bytes = index.encode()?;
-        write_atomic(&self.index_path(index.id()), &bytes)?;
+        let path = self.index_path(index.id());
+        fault!("repo.index.write", |e| RepoError::io(&path, e));
+        write_atomic(&path, &bytes)?;
+        // Durable, yet reported as failed: the caller must still not call it available.
+        fault!("repo.index.written", |e| RepoError::io(&path, e));
         Ok(bytes.len() as u64)
     }
 
@@ -133,6 +139,7 @@ impl Repository {
             self.index_path(backup_id),
             self.fingerprints_path(backup_id),
         ] {
+            fault!("repo.backup.remove", |e| RepoError::io(&path, e));
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -164,11 +171,13 @@ impl Repository {
             .join(format!("{}.json", volume.id));
         let body = serde_json::to_vec_pretty(volume)
             .map_err(|e| RepoError::corrupt(format!("volume {}", volume.id), e.to_string()))?;
+        fault!("repo.volume_manifest.write", |e| RepoError::io(&path, e));
         write_atomic(&path, &body)
     }
 
     pub fn remove_volume(&self, volume_id: &str) -> Result<(), RepoError> {
         let path = self.root.join("volumes").join(format!("{volume_id}.json"));
+        fault!("repo.volume_manifest.remove", |e| RepoError::io(&path, e));
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -249,6 +258,7 @@ impl Repository {
         for (id, len) in self.list_packs()? {
             if !keep.contains(&id) {
                 let path = pack::pack_path(&self.root, &id);
+                fault!("repo.pack.remove", |e| RepoError::io(&path, e));
                 std::fs::remove_file(&path).map_err(|e| RepoError::io(&path, e))?;
                 packs += 1;
                 bytes += len;
@@ -293,9 +303,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
         rand::random::<u64>()
     ));
     let result = (|| {
+        fault!("repo.atomic.create", |e| e);
         let mut f = File::create(&tmp)?;
+        fault!("repo.atomic.write", |e| e);
         f.write_all(bytes)?;
+        fault!("repo.atomic.fsync", |e| e);
         f.sync_all()?;
+        fault!("repo.atomic.rename", |e| e);
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
@@ -306,6 +320,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<(), RepoError> {
+    fault!("repo.dir.fsync", |e| RepoError::io(dir, e));
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| RepoError::io(dir, e))

@@ -20,6 +20,7 @@ use super::TRACKING_BLOCK_SIZE;
 use super::codec::{Codec, MAX_FRAME_LEN};
 use super::index::fingerprint;
 use super::{RepoError, fsync_dir};
+use crate::faults::fault;
 
 pub const PACK_MAGIC: &[u8; 8] = b"BDPACK01";
 pub const FRAME_MAGIC: &[u8; 4] = b"BDFR";
@@ -150,6 +151,7 @@ impl PackWriter {
         let id = PackId::random();
         let tmp_path = root.join("tmp").join(format!("{}.pack.tmp", id.to_hex()));
         let final_path = pack_path(root, &id);
+        fault!("repo.pack.create", |e| RepoError::io(&tmp_path, e));
         let file = File::create(&tmp_path).map_err(|e| RepoError::io(&tmp_path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(PACK_MAGIC)
@@ -180,6 +182,7 @@ impl PackWriter {
         header[12..16].copy_from_slice(&(frame.data.len() as u32).to_le_bytes());
         header[16..48].copy_from_slice(&frame.hash);
         let io = |e| RepoError::io(&self.tmp_path, e);
+        fault!("repo.pack.append", io);
         self.out.write_all(&header).map_err(io)?;
         self.out.write_all(&frame.data).map_err(io)?;
         self.len += FRAME_HEADER_LEN + frame.data.len() as u64;
@@ -198,10 +201,12 @@ impl PackWriter {
             .out
             .into_inner()
             .map_err(|e| RepoError::io(&tmp, e.into_error()))?;
+        fault!("repo.pack.fsync", |e| RepoError::io(&tmp, e));
         file.sync_all().map_err(|e| RepoError::io(&tmp, e))?;
         drop(file);
         let dir = self.final_path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| RepoError::io(dir, e))?;
+        fault!("repo.pack.rename", |e| RepoError::io(&self.final_path, e));
         std::fs::rename(&tmp, &self.final_path).map_err(|e| RepoError::io(&self.final_path, e))?;
         fsync_dir(dir)?;
         Ok(self.len)

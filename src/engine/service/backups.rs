@@ -37,7 +37,15 @@ impl Service {
                 volume.id, volume.status
             )));
         }
-        let size = volume_size(Path::new(&volume.path))?;
+        let size = volume_size(Path::new(&volume.path)).map_err(|e| match e {
+            EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                EngineError::FailedPrecondition(format!(
+                    "volume {}'s file {} is gone: put it back, or delete the volume",
+                    volume.id, volume.path
+                ))
+            }
+            other => other,
+        })?;
         if !size.is_multiple_of(TRACKING_BLOCK_SIZE) {
             return Err(EngineError::FailedPrecondition(format!(
                 "volume {} is {size} bytes now, not a multiple of 4096",
@@ -134,6 +142,19 @@ impl Service {
         };
         let volume_id = volume.id.clone();
         let backup_id = record.id.clone();
+        let (panic_backup, panic_volume) = (backup_id.clone(), volume_id.clone());
+        let on_panic = move |svc: &Arc<Service>| {
+            if let Err(e) = svc.repo.remove_backup(&panic_backup) {
+                tracing::error!(backup = %panic_backup, error = %e, "cannot remove the failed backup's index");
+            }
+            svc.pending.set(
+                &svc.catalog,
+                Record::Backup(panic_backup.clone()),
+                status::ERROR,
+                "internal error: the backup job panicked (see the server log)",
+            );
+            svc.release_volume(&panic_volume);
+        };
         self.spawn_job(backup_id.clone(), move |svc, control| {
             let result = {
                 let _shared = svc.gc_lock.read().unwrap_or_else(|p| p.into_inner());
@@ -180,7 +201,7 @@ impl Service {
                 tracing::info!(backup = %backup_id, "backup available");
             }
             svc.release_volume(&volume_id);
-        });
+        }, on_panic);
         Ok(record)
     }
 
@@ -261,7 +282,30 @@ impl Service {
         self.audit_action("backup.delete", id, serde_json::json!({"force": force}));
         let svc = self.clone();
         let id = id.to_string();
+        let (panic_svc, panic_id) = (self.clone(), id.clone());
         std::thread::spawn(move || {
+            let deleted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                svc.run_delete(&id, running)
+            }));
+            if deleted.is_err() {
+                tracing::error!(backup = %panic_id, "backup delete panicked");
+                panic_svc.pending.set(
+                    &panic_svc.catalog,
+                    Record::Backup(panic_id.clone()),
+                    status::ERROR,
+                    "internal error: the delete panicked (see the server log); delete again",
+                );
+            }
+        });
+        Ok(backup)
+    }
+
+    /// The background part of a delete: stop the backup if it runs, remove its index,
+    /// then its record, then collect garbage.
+    fn run_delete(&self, id: &str, running: Option<Arc<super::Job>>) {
+        let svc = self;
+        let id = id.to_string();
+        {
             if let Some(job) = running {
                 job.control.cancel();
                 if let Some(h) = lock(&job.handle).take() {
@@ -291,8 +335,7 @@ impl Service {
                     );
                 }
             }
-        });
-        Ok(backup)
+        }
     }
 
     fn available_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
@@ -346,18 +389,38 @@ impl Service {
             }
             None => {
                 let default = format!("restore-{id}-{:04x}", rand::random::<u16>());
-                let target = self.create_volume(name.unwrap_or(&default), backup.size)?;
+                let name = name.unwrap_or(&default);
+                let (volume_id, path) = self.make_volume_file(name, backup.size)?;
+                let target = VolumeRecord {
+                    id: volume_id,
+                    name: name.to_string(),
+                    kind: "managed".to_string(),
+                    path: path.display().to_string(),
+                    size: backup.size,
+                    status: status::RESTORING.to_string(),
+                    error: String::new(),
+                    created_at: now_rfc3339(),
+                };
                 self.claim_volume(&target.id, format!("restore of {id}"))?;
                 (target, true)
             }
         };
-        let started = self
-            .catalog
-            .set_volume_status(&target.id, status::RESTORING, "")
-            .and_then(|_| self.catalog.set_backup_status(id, status::RESTORING, ""));
-        if let Err(e) = started {
+        if let Err(e) = self.catalog.begin_restore(&target, fresh, id) {
+            if fresh && let Err(cleanup) = std::fs::remove_file(&target.path) {
+                tracing::warn!(path = %target.path, error = %cleanup, "cannot remove the file of a restore that did not start");
+            }
             self.release_volume(&target.id);
-            return Err(e.into());
+            return Err(match e {
+                crate::catalog::CatalogError::NameTaken { kind, name } => {
+                    EngineError::FailedPrecondition(format!(
+                        "a {kind} named {name:?} already exists"
+                    ))
+                }
+                other => other.into(),
+            });
+        }
+        if fresh {
+            self.record_new_volume(&target);
         }
         self.audit_action(
             "backup.restore",
@@ -371,6 +434,22 @@ impl Service {
             target.id.clone(),
             PathBuf::from(&target.path),
         );
+        let (panic_backup, panic_volume) = (backup_id.clone(), volume_id.clone());
+        let on_panic = move |svc: &Arc<Service>| {
+            svc.pending.set(
+                &svc.catalog,
+                Record::Volume(panic_volume.clone()),
+                status::ERROR,
+                "internal error: the restore job panicked (see the server log)",
+            );
+            svc.pending.set(
+                &svc.catalog,
+                Record::Backup(panic_backup),
+                status::AVAILABLE,
+                "",
+            );
+            svc.release_volume(&panic_volume);
+        };
         self.spawn_job(volume_id.clone(), move |svc, control| {
             let result = {
                 let _shared = svc.gc_lock.read().unwrap_or_else(|p| p.into_inner());
@@ -392,7 +471,7 @@ impl Service {
                 "",
             );
             svc.release_volume(&volume_id);
-        });
+        }, on_panic);
         Ok((backup, target))
     }
 
@@ -408,9 +487,21 @@ impl Service {
         run_verify(&self.reader, id, &control)
     }
 
-    /// Removes packs no index references; waits for running backups to finish.
+    /// Removes packs no index references. Answers at once: while backups or restores
+    /// run (their finished packs are referenced by no index yet) it is refused, naming
+    /// them, rather than waiting for them.
     pub fn collect_garbage(&self) -> Result<(u64, u64), EngineError> {
-        let _exclusive = self.gc_lock.write().unwrap_or_else(|p| p.into_inner());
+        let _exclusive = match self.gc_lock.try_write() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let running: Vec<String> = lock(&self.busy).values().cloned().collect();
+                return Err(EngineError::FailedPrecondition(format!(
+                    "garbage collection waits for running jobs ({}): run it when they end",
+                    running.join(", ")
+                )));
+            }
+        };
         self.remove_unreferenced_packs()
     }
 }

@@ -27,6 +27,8 @@ use crate::repo::{ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest};
 pub use recover::RecoverReport;
 
 pub const MAX_VOLUME_SIZE: u64 = 256 << 40;
+/// Longest volume or backup name.
+pub const MAX_NAME_LEN: usize = 128;
 
 pub struct CreateBackup {
     pub volume: String,
@@ -36,7 +38,7 @@ pub struct CreateBackup {
     pub compression: String,
 }
 
-struct Job {
+pub(super) struct Job {
     control: JobControl,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
@@ -81,7 +83,7 @@ pub fn check_backup_id(id: &str) -> Result<(), EngineError> {
 
 fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
     let ok = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MAX_NAME_LEN
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -90,7 +92,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
         Ok(())
     } else {
         Err(EngineError::InvalidArgument(format!(
-            "{kind} name {name:?} must be 1-128 characters of letters, digits, '.', '_' or '-'"
+            "{kind} name {name:?} must be 1-{MAX_NAME_LEN} characters of letters, digits, '.', '_' or '-'"
         )))
     }
 }
@@ -207,10 +209,13 @@ impl Service {
         lock(&self.busy).remove(volume_id);
     }
 
+    /// Runs `work` on its own thread as the job `key`; if it panics, `on_panic` runs
+    /// instead of the rest of it (record the failure, release the volume).
     fn spawn_job(
         self: &Arc<Self>,
         key: String,
         work: impl FnOnce(&Arc<Service>, &JobControl) + Send + 'static,
+        on_panic: impl FnOnce(&Arc<Service>) + Send + 'static,
     ) {
         let job = Arc::new(Job {
             control: JobControl::default(),
@@ -222,7 +227,15 @@ impl Service {
         let handle = std::thread::spawn({
             let job = job.clone();
             move || {
-                work(&svc, &job.control);
+                // A panic in a job is a bug, but it must not leave the job running for
+                // ever: `on_panic` records the failure and frees the volume.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(&svc, &job.control)
+                }));
+                if ran.is_err() {
+                    tracing::error!(job = %key, "job panicked");
+                    on_panic(&svc);
+                }
                 lock(&svc.jobs).remove(&key);
             }
         });

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::catalog::{BackupRecord, Catalog, CatalogError, VolumeRecord};
+use crate::catalog::{BackupRecord, Catalog, VolumeRecord};
 
 use super::lock;
 
@@ -29,10 +29,17 @@ pub(super) struct PendingStates {
     changes: Mutex<HashMap<Record, Change>>,
 }
 
-fn write(catalog: &Catalog, record: &Record, change: &Change) -> Result<(), CatalogError> {
-    match record {
+/// One attempt to write a change. A panic in the catalog counts as a failed attempt: the
+/// change stays pending rather than being lost with the thread.
+fn write(catalog: &Catalog, record: &Record, change: &Change) -> Result<(), String> {
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match record {
         Record::Backup(id) => catalog.set_backup_status(id, &change.status, &change.reason),
         Record::Volume(id) => catalog.set_volume_status(id, &change.status, &change.reason),
+    }));
+    match attempt {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the catalog panicked".to_string()),
     }
 }
 

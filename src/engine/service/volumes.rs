@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::MAX_NAME_LEN;
 use super::{
     Service, check_name, check_size, lock, name_taken, new_id, not_found, volume_manifest,
 };
@@ -10,13 +11,28 @@ use crate::catalog::time::now_rfc3339;
 use crate::catalog::{DeltaSourceRecord, VolumeRecord, status};
 use crate::engine::EngineError;
 use crate::engine::source::volume_size;
+use crate::faults::fault;
 
 impl Service {
     pub fn create_volume(&self, name: &str, size: u64) -> Result<VolumeRecord, EngineError> {
+        let (id, path) = self.make_volume_file(name, size)?;
+        self.insert_volume(id, name, "managed", path, size)
+    }
+
+    /// A new managed volume's sparse file, not yet recorded: its id and path.
+    pub(super) fn make_volume_file(
+        &self,
+        name: &str,
+        size: u64,
+    ) -> Result<(String, PathBuf), EngineError> {
         check_name("volume", name)?;
         check_size(size)?;
         let id = new_id("vol");
         let path = self.volumes_dir.join(format!("{id}.img"));
+        fault!("engine.volume.create", |e| EngineError::io(
+            path.display(),
+            e
+        ));
         let file = std::fs::File::create(&path).map_err(|e| EngineError::io(path.display(), e))?;
         if let Err(e) = file.set_len(size) {
             let _ = std::fs::remove_file(&path);
@@ -28,7 +44,7 @@ impl Service {
             }
             return Err(EngineError::io(path.display(), e));
         }
-        self.insert_volume(id, name, "managed", path, size)
+        Ok((id, path))
     }
 
     pub fn register_volume(&self, name: &str, path: &str) -> Result<VolumeRecord, EngineError> {
@@ -45,6 +61,18 @@ impl Service {
         })?;
         let size = volume_size(&path)?;
         check_size(size)?;
+        let shown = path.display().to_string();
+        if let Some(other) = self
+            .catalog
+            .list_volumes()?
+            .into_iter()
+            .find(|v| v.kind != "delta" && v.path == shown)
+        {
+            return Err(EngineError::FailedPrecondition(format!(
+                "{shown} is already volume {} ({}): one file, one volume",
+                other.id, other.name
+            )));
+        }
         let id = new_id("vol");
         self.insert_volume(id, name, "registered", path, size)
     }
@@ -117,8 +145,10 @@ impl Service {
             created_at: now_rfc3339(),
         };
         if let Err(e) = self.catalog.insert_volume(&record) {
-            if kind == "managed" {
-                let _ = std::fs::remove_file(&path);
+            if kind == "managed"
+                && let Err(cleanup) = std::fs::remove_file(&path)
+            {
+                tracing::warn!(path = %path.display(), error = %cleanup, "cannot remove the file of a volume that was not recorded");
             }
             return Err(name_taken(e));
         }
@@ -129,6 +159,19 @@ impl Service {
             serde_json::json!({"kind": record.kind, "size": record.size, "path": record.path}),
         );
         Ok(record)
+    }
+
+    /// The repository manifest and audit line of a volume a restore created. A manifest
+    /// that cannot be written costs `recover` this volume, not the restore: logged.
+    pub(super) fn record_new_volume(&self, record: &VolumeRecord) {
+        if let Err(e) = self.repo.write_volume(&volume_manifest(record)) {
+            tracing::warn!(volume = %record.id, error = %e, "cannot write the volume manifest");
+        }
+        self.audit_action(
+            "volume.create",
+            &record.id,
+            serde_json::json!({"kind": record.kind, "size": record.size, "path": record.path}),
+        );
     }
 
     /// Appends to the audit log; a failure to record is logged, not fatal to the
@@ -153,6 +196,12 @@ impl Service {
     }
 
     pub fn get_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
+        if id_or_name.is_empty() || id_or_name.len() > MAX_NAME_LEN {
+            return Err(EngineError::InvalidArgument(format!(
+                "a volume id or name has 1 to {MAX_NAME_LEN} characters, not {}",
+                id_or_name.len()
+            )));
+        }
         self.pending.retry(&self.catalog);
         let mut v = self.catalog.find_volume(id_or_name).map_err(not_found)?;
         self.pending.overlay_volume(&mut v);
@@ -189,6 +238,7 @@ impl Service {
             )));
         }
         if volume.kind == "managed" {
+            fault!("engine.volume.remove", |e| EngineError::io(&volume.path, e));
             match std::fs::remove_file(&volume.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
