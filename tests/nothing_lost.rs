@@ -350,6 +350,27 @@ fn defect_6_small_ones_each_get_a_clear_answer() {
     let e = server.fails(&["backup", "create", &vol], "FAILED_PRECONDITION");
     assert!(e.contains(p), "{e}");
 
+    // A negative performance level is refused, not taken.
+    let (src, src_path) = server.create_volume("src", 1 << 20);
+    Model::new(&src_path, 1 << 20, 13).fill(0, 4, Fill::Random);
+    let f = s(&server.backup(&src, &[])["id"]);
+    Model::new(&src_path, 1 << 20, 14).fill(1, 1, Fill::Random);
+    let i = s(&server.backup(&src, &["--incremental"])["id"]);
+    server.fails(
+        &[
+            "volume",
+            "create",
+            "--from-delta",
+            "--first-backup",
+            &f,
+            "--second-backup",
+            &i,
+            "--vpus-per-gb",
+            "-1",
+        ],
+        "INVALID_ARGUMENT",
+    );
+
     // A ~100 KB id is an INVALID_ARGUMENT, with a message of bounded size.
     let huge = "v".repeat(100_000);
     let e = server.fails(&["volume", "show", &huge], "INVALID_ARGUMENT");
@@ -424,6 +445,15 @@ fn defect_6_gc_answers_while_a_backup_runs() {
         vol_path.to_str().unwrap(),
     ])["id"]);
     let b = s(&server.json1(&["backup", "create", &vol])["id"]);
+    // Progress counts the data to read (600 MiB), not the volume's 1 GiB.
+    let running = backup_state(&server, &b);
+    if running["status"] == "creating" && running["progress_total"].as_u64() > Some(0) {
+        let total = running["progress_total"].as_u64().unwrap();
+        assert!(
+            (600 << 20..=601 << 20).contains(&total),
+            "progress counts {total} bytes: {running}"
+        );
+    }
     let out = server
         .cli_bounded(&["gc"], Duration::from_secs(5))
         .expect("gc blocked behind a running backup");
@@ -437,4 +467,78 @@ fn defect_6_gc_answers_while_a_backup_runs() {
         );
     }
     wait_no_running(&server);
+}
+
+/// Defect 5: recover brought back a deleted volume, dropped delta volumes and their
+/// attachments, and lost the audit history. Deleted now means deleted (a tombstone in the
+/// repository); delta volume definitions, attachments and the audit log are in the
+/// repository too, and come back.
+#[test]
+fn defect_5_recover_keeps_deletions_delta_volumes_attachments_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let (gone, gone_path) = server.create_volume("gone", 4 << 20);
+    Model::new(&gone_path, 4 << 20, 11).fill(0, 10, Fill::Random);
+    let gone_backup = s(&server.backup(&gone, &[])["id"]);
+    server.json(&["volume", "delete", &gone]);
+
+    let (vol, path) = server.create_volume("kept", 4 << 20);
+    let mut m = Model::new(&path, 4 << 20, 12);
+    m.fill(0, 100, Fill::Random);
+    let full = s(&server.backup(&vol, &[])["id"]);
+    m.fill(5, 3, Fill::Text);
+    let inc = s(&server.backup(&vol, &["--incremental"])["id"]);
+    let delta = server.json1(&[
+        "volume",
+        "create",
+        "--from-delta",
+        "--first-backup",
+        &full,
+        "--second-backup",
+        &inc,
+    ]);
+    let delta_id = s(&delta["id"]);
+    let attached = server.json1(&["volume", "attach", &delta_id, "--chap"]);
+    let audit_before = server.cli(&["audit"]).stdout.len();
+    server.stop();
+
+    for f in ["catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let server = Server::start(&data);
+    let out = server.cli(&["recover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+
+    let names: Vec<String> = server
+        .json(&["volume", "list"])
+        .iter()
+        .map(|v| s(&v["id"]))
+        .collect();
+    assert!(
+        !names.contains(&gone),
+        "a deleted volume came back: {report}"
+    );
+    assert_eq!(backup_state(&server, &gone_backup)["status"], "available");
+    let d = server.json1(&["volume", "show", &delta_id]);
+    assert_eq!(d["source_details"]["first_backup_id"], full.as_str(), "{d}");
+    assert_eq!(d["source_details"]["second_backup_id"], inc.as_str(), "{d}");
+    assert_eq!(
+        d["attachment"]["target_iqn"], attached["target_iqn"],
+        "the attachment came back: {d}"
+    );
+    assert_eq!(d["status"], "in-use", "{d}");
+    let audit_after = String::from_utf8_lossy(&server.cli(&["audit"]).stdout).to_string();
+    assert!(
+        audit_after.len() >= audit_before,
+        "audit history lost: {} bytes before, {} after",
+        audit_before,
+        audit_after.len()
+    );
+    assert!(audit_after.contains("volume.delete") && audit_after.contains("volume.attach"));
 }

@@ -228,6 +228,7 @@ impl BackupService for BackupApi {
         blocking(&self.api, move |api| {
             let svc = &api.svc;
             let report = svc.recover(&r.repository)?;
+            api.exports.export_recovered();
             Ok(pb::RecoverCatalogResponse {
                 volumes_recovered: report.volumes,
                 backups_recovered: report.backups,

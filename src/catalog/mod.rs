@@ -381,14 +381,27 @@ impl Catalog {
         Ok(n)
     }
 
-    /// Appends one JSON object to the audit log.
-    pub fn audit(&self, event: &serde_json::Value) -> Result<(), CatalogError> {
-        fault!("catalog.audit", CatalogError::disk_full);
+    /// Appends one JSON object to the audit log, at `at`.
+    pub fn audit_at(&self, at: &str, event: &serde_json::Value) -> Result<(), CatalogError> {
+        fault!("catalog.audit_at", CatalogError::disk_full);
         self.conn().execute(
             "INSERT INTO audit (at, event) VALUES (?1, ?2)",
-            params![time::now_rfc3339(), event.to_string()],
+            params![at, event.to_string()],
         )?;
         Ok(())
+    }
+
+    /// Appends one JSON object to the audit log, now.
+    pub fn audit(&self, event: &serde_json::Value) -> Result<(), CatalogError> {
+        self.audit_at(&time::now_rfc3339(), event)
+    }
+
+    /// Whether the audit log holds nothing (a catalog rebuilt by recover).
+    pub fn audit_is_empty(&self) -> Result<bool, CatalogError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+        Ok(n == 0)
     }
 
     /// The audit log as JSON lines, oldest first.

@@ -48,6 +48,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 pub struct Progress {
     tty: bool,
+    started: std::time::Instant,
 }
 
 impl Progress {
@@ -55,6 +56,7 @@ impl Progress {
         // SAFETY: isatty only inspects the descriptor.
         Progress {
             tty: unsafe { libc::isatty(2) } == 1,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -62,14 +64,9 @@ impl Progress {
         if !self.tty || total == 0 {
             return;
         }
-        let pct = (done.min(total) as f64 / total as f64 * 100.0) as usize;
-        let filled = pct * 30 / 100;
         eprint!(
-            "\r[{}{}] {pct:3}% {} / {}   ",
-            "#".repeat(filled),
-            " ".repeat(30 - filled),
-            output::human(done),
-            output::human(total)
+            "\r{}   ",
+            progress_line(done, total, self.started.elapsed())
         );
     }
 
@@ -78,6 +75,33 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// `[####      ]  40% 400 MiB / 1.0 GiB  120 MiB/s  ETA 5s`: bytes against the bytes the
+/// job has to move (the server counts a backup's data, not the volume's size).
+fn progress_line(done: u64, total: u64, elapsed: std::time::Duration) -> String {
+    let done = done.min(total);
+    let pct = (done as f64 / total as f64 * 100.0) as usize;
+    let filled = pct * 30 / 100;
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.5 { done as f64 / secs } else { 0.0 };
+    let eta = if rate > 0.0 && done < total {
+        format!("  ETA {}s", ((total - done) as f64 / rate).ceil() as u64)
+    } else {
+        String::new()
+    };
+    let speed = if rate > 0.0 {
+        format!("  {}/s", output::human(rate as u64))
+    } else {
+        String::new()
+    };
+    format!(
+        "[{}{}] {pct:3}% {} / {}{speed}{eta}",
+        "#".repeat(filled),
+        " ".repeat(30 - filled),
+        output::human(done),
+        output::human(total)
+    )
 }
 
 /// Sizes: bytes, or with a K/M/G/T/P suffix (binary units).
@@ -104,6 +128,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_shows_rate_and_eta() {
+        let line = progress_line(50 << 20, 100 << 20, std::time::Duration::from_secs(1));
+        assert!(line.contains(" 50%"), "{line}");
+        assert!(line.contains("/s") && line.contains("ETA 1s"), "{line}");
+        let done = progress_line(100 << 20, 100 << 20, std::time::Duration::from_secs(2));
+        assert!(done.contains("100%") && !done.contains("ETA"), "{done}");
+    }
 
     #[test]
     fn sizes_parse() {

@@ -37,7 +37,7 @@ pub enum VolumeCommand {
         #[arg(long, default_value_t = 4096, requires = "from_delta")]
         change_block_size: u64,
         /// Oracle's performance units per GB (0 = Lower Cost, which delta volumes cannot have).
-        #[arg(long, requires = "from_delta")]
+        #[arg(long, requires = "from_delta", allow_negative_numbers = true)]
         vpus_per_gb: Option<i64>,
         /// The source type, as Oracle's API names it.
         #[arg(long, default_value = "volumeBackupDelta", requires = "from_delta")]

@@ -78,7 +78,6 @@ pub fn run_backup(
     control: &JobControl,
 ) -> Result<BackupOutcome, EngineError> {
     let size = plan.manifest.size;
-    control.set_total(size);
     let (parent_allocated, parent_fps) = match &plan.manifest.parent_id {
         Some(pid) => {
             // No frame cache: only indexes and fingerprints are read here.
@@ -90,6 +89,10 @@ pub fn run_backup(
     };
     let file = File::open(&plan.source).map_err(|e| EngineError::io(plan.source.display(), e))?;
     let ranges = data_ranges(&file, size, TRACKING_BLOCK_SIZE)?;
+    // Progress counts the bytes there are to read (holes are skipped), so it moves
+    // evenly to 100 % instead of creeping to the allocated share and jumping.
+    let to_read: u64 = ranges.iter().map(|(start, end)| end - start).sum();
+    control.set_total(to_read.max(1));
     let workers = worker_count();
     let (piece_tx, piece_rx) = sync_channel::<Result<Piece, EngineError>>(workers * 2);
     let (result_tx, result_rx) = sync_channel::<Result<PieceResult, EngineError>>(workers * 2);
@@ -326,7 +329,7 @@ fn write_results(
         changed.extend(piece.changed.iter().copied());
         fingerprints.extend_from_slice(&piece.fingerprints);
         done += piece.bytes;
-        control.set_done(done.min(plan.manifest.size));
+        control.set_done(done);
     }
     if control.is_cancelled() {
         return fail(pack, EngineError::Interrupted);
@@ -376,7 +379,7 @@ fn write_results(
         return Err(EngineError::Interrupted);
     }
     let index_bytes = repo.write_index(&index)?;
-    control.set_done(plan.manifest.size);
+    control.set_done(control.progress().1);
     Ok(BackupOutcome {
         changed_blocks: index.manifest.changed_blocks,
         allocated_blocks: index.manifest.allocated_blocks,
@@ -417,6 +420,7 @@ mod tests {
                     path: dir.join("vol.img").display().to_string(),
                     size: SIZE,
                     created_at: String::new(),
+                    ..Default::default()
                 },
                 size: SIZE,
                 compression: codec.name().into(),

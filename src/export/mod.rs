@@ -201,6 +201,7 @@ impl Exports {
             self.target.remove_export(&record.target_name);
             return Err(e.into());
         }
+        self.sync_manifest(&volume.id);
         self.svc.audit_action(
             "volume.attach",
             &volume.id,
@@ -233,6 +234,7 @@ impl Exports {
         }
         self.target.remove_export(&a.target_name);
         self.svc.catalog().delete_attachment(&volume.id)?;
+        self.sync_manifest(&volume.id);
         self.svc.audit_action(
             "volume.detach",
             &volume.id,
@@ -259,6 +261,39 @@ impl Exports {
             self.detach_locked(&record.id, true)?;
         }
         Ok(self.svc.delete_volume(&record.id)?)
+    }
+
+    /// The repository's copy of the attachment follows the catalog's (recover reads it);
+    /// failing to write it costs recover this attachment, not the attach: logged.
+    fn sync_manifest(&self, volume_id: &str) {
+        if let Err(e) = self.svc.sync_volume_manifest(volume_id) {
+            tracing::warn!(volume = %volume_id, error = %e, "cannot write the volume manifest");
+        }
+    }
+
+    /// Exports every attachment the catalog has that the target does not serve yet (after
+    /// `recover` brought attachments back).
+    pub fn export_recovered(&self) {
+        let _one = self.serial();
+        let exported = self.target.export_names();
+        match self.svc.catalog().list_attachments() {
+            Ok(all) => {
+                for a in all
+                    .into_iter()
+                    .filter(|a| !exported.contains(&a.target_name))
+                {
+                    let done = self
+                        .svc
+                        .get_volume(&a.volume_id)
+                        .map_err(ExportError::from)
+                        .and_then(|v| self.export(&v, &a));
+                    if let Err(e) = done {
+                        tracing::warn!(volume = %a.volume_id, error = %e, "recovered attachment not exported");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list attachments to export"),
+        }
     }
 
     /// Adds the export for an attachment record.

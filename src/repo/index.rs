@@ -42,8 +42,11 @@ const FP_MAGIC: &[u8; 8] = b"BDFP0001";
 const EXTENT_LEN: usize = 8 + 4 + 16 + 8 + 4 + 32;
 
 /// The volume a backup was taken of, as it was then: enough to recreate the
-/// volume's catalog record from the repository alone.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// volume's catalog record from the repository alone. As `volumes/<id>.json` it also
+/// carries what only the volume knows: a delta volume's source, its attachment, and,
+/// once deleted, a tombstone so `recover` never brings it back. (Inside an index those
+/// stay unset; unset fields are not written, so older manifests read unchanged.)
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VolumeManifest {
     pub id: String,
     pub name: String,
@@ -51,6 +54,34 @@ pub struct VolumeManifest {
     pub path: String,
     pub size: u64,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_source: Option<DeltaSourceManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentManifest>,
+}
+
+/// The two backups a delta volume shows the difference of.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeltaSourceManifest {
+    pub first_backup_id: String,
+    pub second_backup_id: String,
+    pub change_block_size: u64,
+    pub changed_bytes: u64,
+}
+
+/// How a volume is exported on the iSCSI target (the repository's files are the
+/// owner's only: the CHAP secret is as safe here as in the catalog).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentManifest {
+    pub target_name: String,
+    pub initiator: String,
+    pub chap_user: String,
+    pub chap_secret: String,
+    pub block_size: u32,
+    pub read_only: bool,
+    pub attached_at: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -418,6 +449,7 @@ mod tests {
                     path: "/x".into(),
                     size: 1 << 52,
                     created_at: "t".into(),
+                    ..Default::default()
                 },
                 size: 1 << 52,
                 compression: "zstd".into(),

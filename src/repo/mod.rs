@@ -28,7 +28,10 @@ use crate::faults::fault;
 pub use chain::ChainReader;
 pub use codec::Codec;
 pub use error::RepoError;
-pub use index::{BackupIndex, BackupManifest, Extent, Fingerprints, IndexHead, VolumeManifest};
+pub use index::{
+    AttachmentManifest, BackupIndex, BackupManifest, DeltaSourceManifest, Extent, Fingerprints,
+    IndexHead, VolumeManifest,
+};
 pub use pack::{FrameLocation, PackId};
 
 /// Change bitmaps count in tracking blocks of this many bytes.
@@ -175,12 +178,32 @@ impl Repository {
         write_atomic(&path, &body)
     }
 
-    pub fn remove_volume(&self, volume_id: &str) -> Result<(), RepoError> {
-        let path = self.root.join("volumes").join(format!("{volume_id}.json"));
-        fault!("repo.volume_manifest.remove", |e| RepoError::io(&path, e));
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+    /// Appends one line to the repository's audit log (`audit.jsonl`), durably, so the
+    /// history survives the catalog.
+    pub fn append_audit(&self, line: &str) -> Result<(), RepoError> {
+        let path = self.root.join("audit.jsonl");
+        fault!("repo.audit.append", |e| RepoError::io(&path, e));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| RepoError::io(&path, e))?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| RepoError::io(&path, e))
+    }
+
+    /// The repository's audit log, oldest first; a torn last line (a crash mid-append)
+    /// is left out.
+    pub fn audit_lines(&self) -> Result<Vec<String>, RepoError> {
+        let path = self.root.join("audit.jsonl");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(RepoError::io(&path, e)),
         }
     }

@@ -288,5 +288,6 @@ fn volume_manifest(v: &VolumeRecord) -> VolumeManifest {
         path: v.path.clone(),
         size: v.size,
         created_at: v.created_at.clone(),
+        ..Default::default()
     }
 }

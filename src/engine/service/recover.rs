@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Service;
-use crate::catalog::{BackupRecord, VolumeRecord, status};
+use crate::catalog::{AttachmentRecord, BackupRecord, DeltaSourceRecord, VolumeRecord, status};
 use crate::engine::EngineError;
 use crate::repo::VolumeManifest;
 
@@ -45,31 +45,37 @@ impl Service {
         }
         indexes.sort_by(|a, b| a.manifest.created_at.cmp(&b.manifest.created_at));
         let mut volumes: Vec<VolumeManifest> = Vec::new();
+        // Deleted volumes keep a tombstone: never brought back, not even from the
+        // manifests their backups carry.
+        let mut seen: HashSet<String> = HashSet::new();
         for manifest in self.repo.list_volumes()? {
             match manifest {
-                Ok(v) => volumes.push(v),
+                Ok(v) => {
+                    seen.insert(v.id.clone());
+                    if v.deleted_at.is_none() {
+                        volumes.push(v);
+                    }
+                }
                 Err(e) => report.messages.push(format!("skipped a volume: {e}")),
             }
         }
-        let mut seen: HashSet<String> = volumes.iter().map(|v| v.id.clone()).collect();
         for idx in &indexes {
             if seen.insert(idx.manifest.volume.id.clone()) {
                 volumes.push(idx.manifest.volume.clone());
             }
         }
-        for v in volumes {
+        // Delta volumes after the backups they show (their rules read those records).
+        let (deltas, plain): (Vec<VolumeManifest>, Vec<VolumeManifest>) =
+            volumes.into_iter().partition(|v| v.delta_source.is_some());
+        let mut attachments = Vec::new();
+        for v in plain {
             if self.catalog.find_volume(&v.id).is_ok() {
                 continue;
             }
-            let name = if self.catalog.find_volume(&v.name).is_ok() {
-                format!("{}-{}", v.name, v.id)
-            } else {
-                v.name.clone()
-            };
             let present = Path::new(&v.path).exists();
             let record = VolumeRecord {
                 id: v.id.clone(),
-                name,
+                name: self.free_name(&v),
                 kind: v.kind.clone(),
                 path: v.path.clone(),
                 size: v.size,
@@ -88,6 +94,7 @@ impl Service {
             };
             self.catalog.insert_volume(&record)?;
             report.volumes += 1;
+            attachments.extend(v.attachment.clone().map(|a| (v.id.clone(), a)));
         }
         // An incremental is only as good as its chain: one whose parent could not be read
         // (or is itself out) comes back as error, naming the parent.
@@ -136,9 +143,81 @@ impl Service {
             })?;
             report.backups += 1;
         }
-        self.catalog.audit(&serde_json::json!({
-            "type": "recover", "volumes": report.volumes, "backups": report.backups
-        }))?;
+        for v in deltas {
+            let Some(d) = &v.delta_source else { continue };
+            if self.catalog.find_volume(&v.id).is_ok() {
+                continue;
+            }
+            let record = VolumeRecord {
+                id: v.id.clone(),
+                name: self.free_name(&v),
+                kind: v.kind.clone(),
+                path: String::new(),
+                size: v.size,
+                status: status::AVAILABLE.to_string(),
+                error: String::new(),
+                created_at: v.created_at.clone(),
+            };
+            let source = DeltaSourceRecord {
+                volume_id: v.id.clone(),
+                first_backup_id: d.first_backup_id.clone(),
+                second_backup_id: d.second_backup_id.clone(),
+                change_block_size: d.change_block_size,
+                changed_bytes: d.changed_bytes,
+            };
+            self.catalog.insert_delta_volume(&record, &source)?;
+            report.volumes += 1;
+            attachments.extend(v.attachment.clone().map(|a| (v.id.clone(), a)));
+        }
+        for (volume_id, a) in attachments {
+            if self.catalog.attachment(&volume_id)?.is_some() {
+                continue;
+            }
+            self.catalog.insert_attachment(&AttachmentRecord {
+                volume_id: volume_id.clone(),
+                target_name: a.target_name,
+                initiator: a.initiator,
+                chap_user: a.chap_user,
+                chap_secret: a.chap_secret,
+                block_size: a.block_size,
+                read_only: a.read_only,
+                attached_at: a.attached_at,
+            })?;
+            report
+                .messages
+                .push(format!("attachment of {volume_id} recovered"));
+        }
+        // The history too, when the catalog has none of its own.
+        if self.catalog.audit_is_empty()? {
+            let mut events = 0;
+            for line in self.repo.audit_lines()? {
+                let Ok(parsed) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let at = parsed["at"].as_str().unwrap_or_default();
+                self.catalog.audit_at(at, &parsed["event"])?;
+                events += 1;
+            }
+            if events > 0 {
+                report
+                    .messages
+                    .push(format!("{events} audit events recovered"));
+            }
+        }
+        self.audit_action(
+            "recover",
+            "",
+            serde_json::json!({"volumes": report.volumes, "backups": report.backups}),
+        );
         Ok(report)
+    }
+
+    /// The manifest's name, or `name-id` when another volume has it now.
+    fn free_name(&self, v: &VolumeManifest) -> String {
+        if self.catalog.find_volume(&v.name).is_ok() {
+            format!("{}-{}", v.name, v.id)
+        } else {
+            v.name.clone()
+        }
     }
 }

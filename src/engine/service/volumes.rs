@@ -12,6 +12,7 @@ use crate::catalog::{DeltaSourceRecord, VolumeRecord, status};
 use crate::engine::EngineError;
 use crate::engine::source::volume_size;
 use crate::faults::fault;
+use crate::repo::{AttachmentManifest, DeltaSourceManifest, VolumeManifest};
 
 impl Service {
     pub fn create_volume(&self, name: &str, size: u64) -> Result<VolumeRecord, EngineError> {
@@ -109,6 +110,11 @@ impl Service {
         self.catalog
             .insert_delta_volume(&record, &source)
             .map_err(name_taken)?;
+        // Recover needs the definition: without this manifest a rebuilt catalog would
+        // lose the delta volume.
+        if let Err(e) = self.sync_volume_manifest(&record.id) {
+            tracing::warn!(volume = %record.id, error = %e, "cannot write the delta volume's manifest");
+        }
         self.audit_action(
             "volume.create",
             &record.id,
@@ -152,7 +158,7 @@ impl Service {
             }
             return Err(name_taken(e));
         }
-        self.repo.write_volume(&volume_manifest(&record))?;
+        self.sync_volume_manifest(&record.id)?;
         self.audit_action(
             "volume.create",
             &record.id,
@@ -164,7 +170,7 @@ impl Service {
     /// The repository manifest and audit line of a volume a restore created. A manifest
     /// that cannot be written costs `recover` this volume, not the restore: logged.
     pub(super) fn record_new_volume(&self, record: &VolumeRecord) {
-        if let Err(e) = self.repo.write_volume(&volume_manifest(record)) {
+        if let Err(e) = self.sync_volume_manifest(&record.id) {
             tracing::warn!(volume = %record.id, error = %e, "cannot write the volume manifest");
         }
         self.audit_action(
@@ -176,11 +182,47 @@ impl Service {
 
     /// Appends to the audit log; a failure to record is logged, not fatal to the
     /// operation that already happened.
+    /// Writes an audit event to the catalog and to the repository's audit log (which
+    /// `recover` reads back), the same line in both.
     pub fn audit_action(&self, action: &str, id: &str, details: serde_json::Value) {
         let event = serde_json::json!({"action": action, "id": id, "details": details});
-        if let Err(e) = self.catalog.audit(&event) {
+        let at = now_rfc3339();
+        if let Err(e) = self.catalog.audit_at(&at, &event) {
             tracing::warn!(error = %e, %action, %id, "audit log write failed");
         }
+        let line = serde_json::json!({"at": at, "event": event}).to_string();
+        if let Err(e) = self.repo.append_audit(&line) {
+            tracing::warn!(error = %e, %action, %id, "repository audit log write failed");
+        }
+    }
+
+    /// Writes a volume's repository manifest from the catalog: its record, a delta
+    /// volume's source, its attachment. Called after each change to any of them.
+    pub fn sync_volume_manifest(&self, volume_id: &str) -> Result<(), EngineError> {
+        let v = self.catalog.find_volume(volume_id).map_err(not_found)?;
+        let mut m = volume_manifest(&v);
+        m.delta_source = self
+            .catalog
+            .delta_source(volume_id)?
+            .map(|d| DeltaSourceManifest {
+                first_backup_id: d.first_backup_id,
+                second_backup_id: d.second_backup_id,
+                change_block_size: d.change_block_size,
+                changed_bytes: d.changed_bytes,
+            });
+        m.attachment = self
+            .catalog
+            .attachment(volume_id)?
+            .map(|a| AttachmentManifest {
+                target_name: a.target_name,
+                initiator: a.initiator,
+                chap_user: a.chap_user,
+                chap_secret: a.chap_secret,
+                block_size: a.block_size,
+                read_only: a.read_only,
+                attached_at: a.attached_at,
+            });
+        Ok(self.repo.write_volume(&m)?)
     }
 
     /// The audit log as JSON lines, oldest first; only lines naming `id` if given.
@@ -246,7 +288,13 @@ impl Service {
             }
         }
         self.catalog.delete_volume(&volume.id)?;
-        self.repo.remove_volume(&volume.id)?;
+        // A tombstone, not a removal: the volume's backups still name it, and recover
+        // must not bring it back from them.
+        let tombstone = VolumeManifest {
+            deleted_at: Some(now_rfc3339()),
+            ..volume_manifest(&volume)
+        };
+        self.repo.write_volume(&tombstone)?;
         self.audit_action(
             "volume.delete",
             &volume.id,

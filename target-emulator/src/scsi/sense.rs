@@ -195,6 +195,11 @@ impl Sense {
 
     /// The one mapping from a logical unit's failure to what the initiator sees.
     pub fn from_lun_error(e: &LunError, writing: bool) -> Self {
+        // The initiator sees only a sense code: the log says what failed (a damaged
+        // volume names its pack and offset).
+        if matches!(e, LunError::Io(_) | LunError::Damaged(_)) {
+            tracing::warn!(error = %e, writing, "logical unit I/O failed: MEDIUM ERROR");
+        }
         match e {
             LunError::ReadOnly => Self::write_protected(),
             LunError::DeallocateUnsupported => Self::invalid_opcode(),
