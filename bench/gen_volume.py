@@ -4,6 +4,11 @@
   gen_volume.py create PATH SIZE_BYTES ALLOCATED_BYTES SEED
       a sparse volume: regions of text-like, random and explicit-zero data
       scattered over SIZE, about ALLOCATED bytes in all, holes between.
+  gen_volume.py mixed PATH SIZE_BYTES SEED
+      a dense volume unlike the one above: every block written, in runs of
+      1-64 blocks: 35 % text-like, 25 % binary-like (structured records,
+      small integers, pointers), 25 % random, 15 % explicit zeros. Every
+      non-zero block starts with a unique stamp, so nothing deduplicates.
   gen_volume.py change PATH FRACTION SEED
       rewrites about FRACTION of the volume's 4 KiB blocks in scattered
       places (single blocks and short runs), text-like or random.
@@ -65,6 +70,53 @@ def create(path, size, allocated, seed):
     print(f"created {path}: {size} bytes, ~{allocated} written")
 
 
+def binary_blocks(rng, first_block, count, tag):
+    """Record-like binary: a stamp, then 16-byte records of small integers, offsets
+    and flags, the way database pages and executables look (compresses ~2-3x)."""
+    out = bytearray()
+    for i in range(count):
+        block = bytearray(b"BIN %d %s\n" % (first_block + i, tag))
+        key = rng.randrange(1 << 20)
+        while len(block) < BLOCK:
+            key += rng.randrange(1, 64)
+            block += key.to_bytes(4, "little")
+            block += rng.randrange(256).to_bytes(2, "little")
+            block += (rng.randrange(1 << 12) * 8).to_bytes(4, "little")
+            block += bytes([rng.choice((0, 0, 1, 2, 0x80)), 0, 0, rng.randrange(4), 0, 0])
+        out += block[:BLOCK]
+    return bytes(out)
+
+
+def random_blocks(first_block, count):
+    out = bytearray(os.urandom(count * BLOCK))
+    for i in range(count):
+        stamp = b"RND %d\n" % (first_block + i)
+        out[i * BLOCK:i * BLOCK + len(stamp)] = stamp
+    return bytes(out)
+
+
+def mixed(path, size, seed):
+    rng = random.Random(seed)
+    base = corpus(rng, 8 << 20)
+    blocks = size // BLOCK
+    with open(path, "wb") as f:
+        at = 0
+        while at < blocks:
+            count = min(rng.randint(1, 64), blocks - at)
+            kind = rng.random()
+            if kind < 0.35:
+                data = text_blocks(rng, base, at, count, b"m")
+            elif kind < 0.60:
+                data = binary_blocks(rng, at, count, b"m")
+            elif kind < 0.85:
+                data = random_blocks(at, count)
+            else:
+                data = bytes(count * BLOCK)
+            f.write(data)
+            at += count
+    print(f"created {path}: {size} bytes, every block written (mixed)")
+
+
 def change(path, fraction, seed):
     rng = random.Random(seed)
     base = corpus(rng, 4 << 20)
@@ -89,6 +141,8 @@ def change(path, fraction, seed):
 if __name__ == "__main__":
     if sys.argv[1] == "create":
         create(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif sys.argv[1] == "mixed":
+        mixed(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "change":
         change(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
     else:

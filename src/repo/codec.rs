@@ -16,6 +16,18 @@ pub enum Codec {
     Zstd = 3,
 }
 
+const ZSTD_LEVEL: i32 = 3;
+
+thread_local! {
+    // One zstd context per thread, kept: a fresh one per frame allocates and fills its
+    // tables again, which costs more than compressing a short frame (a mixed volume's
+    // frames are a few blocks long).
+    static ZSTD_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static ZSTD_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Codec {
     pub fn from_byte(b: u8) -> Option<Codec> {
         match b {
@@ -55,7 +67,14 @@ impl Codec {
             Codec::None => Ok(data.to_vec()),
             // Level 3 is zstd's own default: ~400 MB/s a core with a ratio close to
             // zlib -6, which keeps a full backup bound by reading, not compressing.
-            Codec::Zstd => zstd::bulk::compress(data, 3).map_err(err),
+            Codec::Zstd => ZSTD_COMPRESSOR.with(|c| {
+                let mut c = c.borrow_mut();
+                let c = match c.as_mut() {
+                    Some(c) => c,
+                    None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(err)?),
+                };
+                c.compress(data).map_err(err)
+            }),
             Codec::Zlib => {
                 let mut enc = flate2::write::ZlibEncoder::new(
                     Vec::with_capacity(data.len() / 2),
@@ -87,7 +106,14 @@ impl Codec {
             |e: std::io::Error| RepoError::corrupt(object, format!("{} decode: {e}", self.name()));
         let out = match self {
             Codec::None => data.to_vec(),
-            Codec::Zstd => zstd::bulk::decompress(data, len).map_err(bad)?,
+            Codec::Zstd => ZSTD_DECOMPRESSOR.with(|d| {
+                let mut d = d.borrow_mut();
+                let d = match d.as_mut() {
+                    Some(d) => d,
+                    None => d.insert(zstd::bulk::Decompressor::new().map_err(bad)?),
+                };
+                d.decompress(data, len).map_err(bad)
+            })?,
             Codec::Zlib => read_bounded(flate2::read::ZlibDecoder::new(data), len).map_err(bad)?,
             Codec::Bz2 => read_bounded(bzip2::read::BzDecoder::new(data), len).map_err(bad)?,
         };
