@@ -21,8 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
 use super::{EngineError, JobControl};
+use crate::catalog::AttachmentRecord;
 use crate::catalog::{Catalog, CatalogError, VolumeRecord, status};
-use crate::repo::{ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest};
+use crate::repo::{
+    AttachmentManifest, ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest,
+};
 
 pub use recover::RecoverReport;
 
@@ -289,5 +292,32 @@ fn volume_manifest(v: &VolumeRecord) -> VolumeManifest {
         size: v.size,
         created_at: v.created_at.clone(),
         ..Default::default()
+    }
+}
+
+/// An attachment as the repository keeps it (the volume's manifest names the volume).
+fn attachment_manifest(a: AttachmentRecord) -> AttachmentManifest {
+    AttachmentManifest {
+        target_name: a.target_name,
+        initiator: a.initiator,
+        chap_user: a.chap_user,
+        chap_secret: a.chap_secret,
+        block_size: a.block_size,
+        read_only: a.read_only,
+        attached_at: a.attached_at,
+    }
+}
+
+/// The catalog record of an attachment the repository kept for `volume_id`.
+fn attachment_record(volume_id: &str, a: AttachmentManifest) -> AttachmentRecord {
+    AttachmentRecord {
+        volume_id: volume_id.to_string(),
+        target_name: a.target_name,
+        initiator: a.initiator,
+        chap_user: a.chap_user,
+        chap_secret: a.chap_secret,
+        block_size: a.block_size,
+        read_only: a.read_only,
+        attached_at: a.attached_at,
     }
 }

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Service;
-use crate::catalog::{AttachmentRecord, BackupRecord, DeltaSourceRecord, VolumeRecord, status};
+use super::attachment_record;
+use crate::catalog::{BackupRecord, DeltaSourceRecord, VolumeRecord, status};
 use crate::engine::EngineError;
 use crate::repo::VolumeManifest;
 
@@ -173,16 +174,8 @@ impl Service {
             if self.catalog.attachment(&volume_id)?.is_some() {
                 continue;
             }
-            self.catalog.insert_attachment(&AttachmentRecord {
-                volume_id: volume_id.clone(),
-                target_name: a.target_name,
-                initiator: a.initiator,
-                chap_user: a.chap_user,
-                chap_secret: a.chap_secret,
-                block_size: a.block_size,
-                read_only: a.read_only,
-                attached_at: a.attached_at,
-            })?;
+            self.catalog
+                .insert_attachment(&attachment_record(&volume_id, a))?;
             report
                 .messages
                 .push(format!("attachment of {volume_id} recovered"));

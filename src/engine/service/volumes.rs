@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::MAX_NAME_LEN;
+use super::{MAX_NAME_LEN, attachment_manifest};
 use super::{
     Service, check_name, check_size, lock, name_taken, new_id, not_found, volume_manifest,
 };
@@ -12,7 +12,7 @@ use crate::catalog::{DeltaSourceRecord, VolumeRecord, status};
 use crate::engine::EngineError;
 use crate::engine::source::volume_size;
 use crate::faults::fault;
-use crate::repo::{AttachmentManifest, DeltaSourceManifest, VolumeManifest};
+use crate::repo::{DeltaSourceManifest, VolumeManifest};
 
 impl Service {
     pub fn create_volume(&self, name: &str, size: u64) -> Result<VolumeRecord, EngineError> {
@@ -210,18 +210,7 @@ impl Service {
                 change_block_size: d.change_block_size,
                 changed_bytes: d.changed_bytes,
             });
-        m.attachment = self
-            .catalog
-            .attachment(volume_id)?
-            .map(|a| AttachmentManifest {
-                target_name: a.target_name,
-                initiator: a.initiator,
-                chap_user: a.chap_user,
-                chap_secret: a.chap_secret,
-                block_size: a.block_size,
-                read_only: a.read_only,
-                attached_at: a.attached_at,
-            });
+        m.attachment = self.catalog.attachment(volume_id)?.map(attachment_manifest);
         Ok(self.repo.write_volume(&m)?)
     }
 
