@@ -496,10 +496,15 @@ impl Service {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => {
                 let running: Vec<String> = lock(&self.busy).values().cloned().collect();
-                return Err(EngineError::FailedPrecondition(format!(
-                    "garbage collection waits for running jobs ({}): run it when they end",
-                    running.join(", ")
-                )));
+                if running.is_empty() {
+                    // Only another collection holds it (the one a delete runs): short.
+                    self.gc_lock.write().unwrap_or_else(|p| p.into_inner())
+                } else {
+                    return Err(EngineError::FailedPrecondition(format!(
+                        "garbage collection waits for running jobs ({}): run it when they end",
+                        running.join(", ")
+                    )));
+                }
             }
         };
         self.remove_unreferenced_packs()
