@@ -129,12 +129,19 @@ impl Exports {
                 Err(e) => {
                     tracing::warn!(volume = %a.volume_id, error = %e, "attachment dropped");
                     let catalog = self.svc.catalog();
-                    let _ = catalog.delete_attachment(&a.volume_id);
-                    let _ = catalog.set_volume_status(
-                        &a.volume_id,
-                        status::ERROR,
-                        &format!("attachment could not be restored: {e}"),
-                    );
+                    let recorded = catalog.delete_attachment(&a.volume_id).and_then(|_| {
+                        catalog.set_volume_status(
+                            &a.volume_id,
+                            status::ERROR,
+                            &format!("attachment could not be restored: {e}"),
+                        )
+                    });
+                    match recorded {
+                        Ok(()) => self.sync_manifest(&a.volume_id),
+                        // The next start tries again: the catalog still has the attachment.
+                        Err(c) => tracing::error!(volume = %a.volume_id, error = %c,
+                            "cannot record the dropped attachment"),
+                    }
                 }
             }
         }

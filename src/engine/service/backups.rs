@@ -308,8 +308,10 @@ impl Service {
         {
             if let Some(job) = running {
                 job.control.cancel();
-                if let Some(h) = lock(&job.handle).take() {
-                    let _ = h.join();
+                if let Some(h) = lock(&job.handle).take()
+                    && h.join().is_err()
+                {
+                    tracing::error!(backup = %id, "the cancelled backup's job panicked");
                 }
             }
             let result = svc

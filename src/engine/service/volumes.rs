@@ -36,7 +36,9 @@ impl Service {
         ));
         let file = std::fs::File::create(&path).map_err(|e| EngineError::io(path.display(), e))?;
         if let Err(e) = file.set_len(size) {
-            let _ = std::fs::remove_file(&path);
+            if let Err(cleanup) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %cleanup, "cannot remove a volume file that could not be sized");
+            }
             if e.raw_os_error() == Some(libc::EFBIG) {
                 return Err(EngineError::InvalidArgument(format!(
                     "the file system under {} cannot hold a volume of {size} bytes",
