@@ -132,14 +132,7 @@ fn defect_2_a_full_disk_fails_the_backup_and_wedges_nothing() {
     let vol_path = dir.path().join("big.img");
     random_volume(&vol_path, 512 << 20, 160 << 20, 2);
     let server = Server::start(&disk.path.join("data"));
-    let vol = s(&server.json1(&[
-        "volume",
-        "register",
-        "--name",
-        "big",
-        "--path",
-        vol_path.to_str().unwrap(),
-    ])["id"]);
+    let vol = server.register("big", &vol_path);
     for attempt in 0..3 {
         let out = server
             .cli_bounded(
@@ -195,14 +188,7 @@ fn defect_3_a_restore_that_fills_the_disk_ends_in_error() {
     let vol_path = dir.path().join("text.img");
     text_volume(&vol_path, 96 << 20, 3);
     let server = Server::start(&disk.path.join("data"));
-    let vol = s(&server.json1(&[
-        "volume",
-        "register",
-        "--name",
-        "text",
-        "--path",
-        vol_path.to_str().unwrap(),
-    ])["id"]);
+    let vol = server.register("text", &vol_path);
     let full = s(&server.backup(&vol, &[])["id"]);
     let out = server
         .cli_bounded(
@@ -436,14 +422,7 @@ fn defect_6_gc_answers_while_a_backup_runs() {
     let vol_path = dir.path().join("big.img");
     random_volume(&vol_path, 1 << 30, 600 << 20, 7);
     let server = Server::start(&dir.path().join("data"));
-    let vol = s(&server.json1(&[
-        "volume",
-        "register",
-        "--name",
-        "big",
-        "--path",
-        vol_path.to_str().unwrap(),
-    ])["id"]);
+    let vol = server.register("big", &vol_path);
     let b = s(&server.json1(&["backup", "create", &vol])["id"]);
     // Progress counts the data to read (600 MiB), not the volume's 1 GiB.
     let running = backup_state(&server, &b);

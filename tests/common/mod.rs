@@ -135,6 +135,19 @@ impl Server {
         (s(&v["id"]), PathBuf::from(s(&v["path"])))
     }
 
+    /// `volume register`; returns the new volume's id.
+    pub fn register(&self, name: &str, path: &Path) -> String {
+        let v = self.json1(&[
+            "volume",
+            "register",
+            "--name",
+            name,
+            "--path",
+            path.to_str().expect("utf-8 path"),
+        ]);
+        s(&v["id"])
+    }
+
     /// `backup create --wait`; returns the backup record (must be available).
     pub fn backup(&self, volume: &str, extra: &[&str]) -> Value {
         let mut args = vec!["backup", "create", volume, "--wait"];
