@@ -1,14 +1,18 @@
 //! Full and incremental backups: one streaming pipeline.
 //!
 //! ```text
-//! reader ──pieces──▶ workers (zero-check, fingerprint, compare, compress) ──results──▶ writer
+//! workers (read, zero-check, fingerprint, compare, compress) ──results──▶ writer ──packs──▶ sealer
 //! ```
-//! The reader walks the volume's data ranges (holes skipped with SEEK_DATA /
-//! SEEK_HOLE) in pieces of `PIECE_LEN`; workers, one a core, fingerprint each
-//! tracking block, compare it with the parent's fingerprint and compress each
-//! run of changed blocks into a frame; this thread appends frames to packs and
-//! builds the change bitmap, allocated bitmap, extents and fingerprints. Both
-//! queues are bounded, so memory is a fixed number of pieces in flight.
+//! Workers, one a core, take the next piece of the volume's data ranges (holes
+//! skipped with SEEK_DATA / SEEK_HOLE), read it, fingerprint each tracking block,
+//! compare it with the parent's fingerprint and compress each run of changed
+//! blocks into a frame. A worker reads the piece it works on, so the bytes are
+//! still in its core's cache when it hashes and compresses them: a separate
+//! reader thread made every byte cross memory once more, which cost a tenth of a
+//! full backup's CPU. This thread appends frames to packs and builds the change
+//! bitmap, allocated bitmap, extents and fingerprints; the sealer makes full
+//! packs durable beside it. The result queue is bounded, so memory is a fixed
+//! number of pieces in flight.
 //!
 //! The index is written last, after every pack is durable: a backup that dies
 //! midway leaves only unreferenced packs, which garbage collection removes.
@@ -27,13 +31,15 @@ use super::{EngineError, JobControl, worker_count};
 use crate::catalog::time::now_rfc3339;
 use crate::repo::index::fingerprint;
 use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter, frame_hash_of};
+use crate::repo::sealer::PackSealer;
 use crate::repo::{
     BackupIndex, BackupManifest, Codec, Extent, Fingerprints, Repository, TRACKING_BLOCK_SIZE,
 };
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
-/// Bytes read at once: large sequential reads, 4 MiB × (3 × workers) in flight.
-pub const PIECE_LEN: usize = 4 << 20;
+/// Bytes a worker reads and works on at once: large enough for sequential reads,
+/// small enough to stay in a core's cache between reading and compressing.
+pub const PIECE_LEN: usize = 1 << 20;
 /// A frame holds at most this many consecutive changed blocks (128 KiB): big
 /// enough to compress well, small enough that reading one block of a delta
 /// volume decompresses little.
@@ -94,39 +100,21 @@ pub fn run_backup(
     let to_read: u64 = ranges.iter().map(|(start, end)| end - start).sum();
     control.set_total(to_read.max(1));
     let workers = worker_count();
-    let (piece_tx, piece_rx) = sync_channel::<Result<Piece, EngineError>>(workers * 2);
     let (result_tx, result_rx) = sync_channel::<Result<PieceResult, EngineError>>(workers * 2);
-    let piece_rx = Arc::new(Mutex::new(piece_rx));
-    // Set when the writer gives up: the reader stops reading. Every other stage ends
-    // because its queue's other end is gone (see below), so no stage waits forever.
+    let cursor = Mutex::new(PieceCursor::new(ranges));
+    // Set when the writer gives up: workers stop taking pieces. The writer ends when
+    // every worker has dropped its result sender, so no stage waits forever.
     let stop = AtomicBool::new(false);
 
     std::thread::scope(|scope| {
-        let stop = &stop;
-        let file = &file;
-        let ranges = &ranges;
-        // Pieces queued for workers, being worked on, and one being read.
-        let limit = workers * 3 + 1;
-        let (free_tx, free_rx) = sync_channel::<Vec<u8>>(limit);
-        let pool = BufferPool {
-            free: free_rx,
-            made: 0,
-            limit,
-        };
-        scope.spawn(move || read_pieces(file, ranges, piece_tx, pool, control, stop));
         for _ in 0..workers {
-            let rx = piece_rx.clone();
             let tx = result_tx.clone();
-            let free = free_tx.clone();
             let fps = parent_fps.clone();
             let codec = plan.codec;
-            scope.spawn(move || work_pieces(rx, tx, free, &fps, codec));
+            let (file, cursor, stop) = (&file, &cursor, &stop);
+            scope.spawn(move || work_pieces(file, cursor, tx, &fps, codec, control, stop));
         }
-        // Only the workers hold the piece queue and the result and buffer senders: when
-        // they have all stopped, the reader's send or buffer wait fails and it stops too.
-        drop(piece_rx);
         drop(result_tx);
-        drop(free_tx);
         let written = write_results(repo, &plan, result_rx, &parent_allocated, control);
         if written.is_err() {
             stop.store(true, Ordering::SeqCst);
@@ -135,86 +123,73 @@ pub fn run_backup(
     })
 }
 
-/// Piece buffers in circulation: the reader takes one (waiting when all are
-/// in flight), a worker gives it back. Reusing them bounds memory by
-/// construction and avoids faulting in fresh pages for every 4 MiB read.
-struct BufferPool {
-    free: Receiver<Vec<u8>>,
-    made: usize,
-    limit: usize,
+/// Hands out the volume's data ranges in pieces of at most `PIECE_LEN`, in order.
+struct PieceCursor {
+    ranges: std::vec::IntoIter<(u64, u64)>,
+    current: Option<(u64, u64)>,
 }
 
-impl BufferPool {
-    fn take(&mut self) -> Option<Vec<u8>> {
-        if let Ok(buf) = self.free.try_recv() {
-            return Some(buf);
+impl PieceCursor {
+    fn new(ranges: Vec<(u64, u64)>) -> PieceCursor {
+        PieceCursor {
+            ranges: ranges.into_iter(),
+            current: None,
         }
-        if self.made < self.limit {
-            self.made += 1;
-            return Some(Vec::with_capacity(PIECE_LEN));
-        }
-        self.free.recv().ok()
     }
-}
 
-fn read_pieces(
-    file: &File,
-    ranges: &[(u64, u64)],
-    tx: SyncSender<Result<Piece, EngineError>>,
-    mut pool: BufferPool,
-    control: &JobControl,
-    stop: &AtomicBool,
-) {
-    for &(start, end) in ranges {
-        let mut pos = start;
-        while pos < end {
-            if stop.load(Ordering::Relaxed) {
-                return;
+    /// The next piece as (byte offset, length).
+    fn next_piece(&mut self) -> Option<(u64, usize)> {
+        loop {
+            match self.current {
+                Some((pos, end)) if pos < end => {
+                    let len = ((end - pos) as usize).min(PIECE_LEN);
+                    self.current = Some((pos + len as u64, end));
+                    return Some((pos, len));
+                }
+                _ => self.current = Some(self.ranges.next()?),
             }
-            if control.is_cancelled() {
-                let _ = tx.send(Err(EngineError::Interrupted));
-                return;
-            }
-            let len = ((end - pos) as usize).min(PIECE_LEN);
-            let Some(mut data) = pool.take() else { return };
-            data.resize(len, 0);
-            if let Err(e) = file.read_exact_at(&mut data, pos) {
-                let _ = tx.send(Err(EngineError::io(format!("volume read at {pos}"), e)));
-                return;
-            }
-            if tx
-                .send(Ok(Piece {
-                    first_block: pos / TRACKING_BLOCK_SIZE,
-                    data,
-                }))
-                .is_err()
-            {
-                return;
-            }
-            pos += len as u64;
         }
     }
 }
 
 fn work_pieces(
-    rx: Arc<Mutex<Receiver<Result<Piece, EngineError>>>>,
+    file: &File,
+    cursor: &Mutex<PieceCursor>,
     tx: SyncSender<Result<PieceResult, EngineError>>,
-    free: SyncSender<Vec<u8>>,
     parent: &Fingerprints,
     codec: Codec,
+    control: &JobControl,
+    stop: &AtomicBool,
 ) {
+    let mut data = Vec::with_capacity(PIECE_LEN);
     loop {
-        let next = match rx.lock() {
-            Ok(guard) => guard.recv(),
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if control.is_cancelled() {
+            let _ = tx.send(Err(EngineError::Interrupted));
+            return;
+        }
+        let next = match cursor.lock() {
+            Ok(mut cursor) => cursor.next_piece(),
             Err(_) => return,
         };
-        let Ok(piece) = next else { return };
-        let result = piece.and_then(|p| {
-            let r = process_piece(&p, parent, codec);
-            let _ = free.try_send(p.data);
-            r
-        });
-        if tx.send(result).is_err() {
+        let Some((pos, len)) = next else { return };
+        data.resize(len, 0);
+        let result = match file.read_exact_at(&mut data, pos) {
+            Err(e) => Err(EngineError::io(format!("volume read at {pos}"), e)),
+            Ok(()) => {
+                let piece = Piece {
+                    first_block: pos / TRACKING_BLOCK_SIZE,
+                    data,
+                };
+                let result = process_piece(&piece, parent, codec);
+                data = piece.data;
+                result
+            }
+        };
+        let failed = result.is_err();
+        if tx.send(result).is_err() || failed {
             return;
         }
     }
@@ -283,6 +258,7 @@ fn write_results(
     control: &JobControl,
 ) -> Result<BackupOutcome, EngineError> {
     let mut pack: Option<PackWriter> = None;
+    let mut sealer = PackSealer::start();
     let mut stored_bytes = 0u64;
     let mut extents = Vec::new();
     let mut fingerprints = Vec::new();
@@ -321,7 +297,7 @@ fn write_results(
             });
             if writer.len() >= PACK_TARGET_LEN
                 && let Some(full) = pack.take()
-                && let Err(e) = full.finish()
+                && let Err(e) = sealer.seal(full)
             {
                 return fail(None, e.into());
             }
@@ -335,8 +311,10 @@ fn write_results(
         return fail(pack, EngineError::Interrupted);
     }
     if let Some(p) = pack.take() {
-        p.finish()?;
+        sealer.seal(p)?;
     }
+    // Every pack is durable before anything names it.
+    sealer.wait()?;
     extents.sort_by_key(|e| e.first_block);
     fingerprints.sort_by_key(|f| f.0);
     let fingerprints = Fingerprints {

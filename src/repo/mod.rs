@@ -17,6 +17,7 @@ pub mod codec;
 pub mod error;
 pub mod index;
 pub mod pack;
+pub mod sealer;
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -7,12 +7,12 @@
 //! frame*: "BDFR" codec:u8 0:u8*3 len:u32 stored_len:u32 frame_hash:32  (48 bytes)
 //!         stored bytes                         stored_len bytes
 //! ```
-//! A pack is written under `tmp/`, fsynced and renamed into place before any
-//! index may name it, so an index never points at missing data. A pack never
-//! changes after the rename.
+//! A pack is assembled in memory, written under `tmp/`, fsynced and renamed into
+//! place before any index may name it, so an index never points at missing data. A
+//! pack never changes after the rename.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -137,13 +137,30 @@ pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
         .join(format!("{hex}.pack"))
 }
 
-/// Appends frames to one pack under `tmp/`; `finish` makes it durable and visible.
+/// Writes are aligned to this for O_DIRECT (the largest logical block size in use).
+const DIRECT_ALIGN: usize = 4096;
+/// A pack's bytes never exceed this: it is closed once past `PACK_TARGET_LEN`, and the
+/// frame that passes it is at most a header and `MAX_FRAME_LEN` (stored uncompressed
+/// when compressing does not help).
+const PACK_CAPACITY: usize =
+    PACK_TARGET_LEN as usize + FRAME_HEADER_LEN as usize + MAX_FRAME_LEN + DIRECT_ALIGN;
+
+/// One pack being assembled in memory; `finish` writes it under `tmp/`, makes it
+/// durable and renames it into `packs/`.
+///
+/// The pack is written once, whole, with O_DIRECT where the filesystem allows it:
+/// packs are never read back while a backup runs, and a buffered write costs the
+/// kernel a copy and its writeback about as much CPU as compressing the data
+/// (measured: ~2 s a GiB on a 2-core VM), besides evicting the page cache a restore
+/// or delta read could use.
 pub struct PackWriter {
     id: PackId,
     tmp_path: PathBuf,
     final_path: PathBuf,
-    out: BufWriter<File>,
-    len: u64,
+    /// Allocated once at `PACK_CAPACITY` plus the alignment and never grown, so
+    /// `buf[start..]` stays aligned for O_DIRECT.
+    buf: Vec<u8>,
+    start: usize,
 }
 
 impl PackWriter {
@@ -151,41 +168,45 @@ impl PackWriter {
         let id = PackId::random();
         let tmp_path = root.join("tmp").join(format!("{}.pack.tmp", id.to_hex()));
         let final_path = pack_path(root, &id);
-        fault!("repo.pack.create", |e| RepoError::io(&tmp_path, e));
-        let file = File::create(&tmp_path).map_err(|e| RepoError::io(&tmp_path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(PACK_MAGIC)
-            .map_err(|e| RepoError::io(&tmp_path, e))?;
+        let mut buf: Vec<u8> = Vec::with_capacity(PACK_CAPACITY + DIRECT_ALIGN);
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        buf.resize(start, 0);
+        buf.extend_from_slice(PACK_MAGIC);
         Ok(PackWriter {
             id,
             tmp_path,
             final_path,
-            out,
-            len: PACK_MAGIC.len() as u64,
+            buf,
+            start,
         })
     }
 
     pub fn len(&self) -> u64 {
-        self.len
+        (self.buf.len() - self.start) as u64
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len <= PACK_MAGIC.len() as u64
+        self.len() <= PACK_MAGIC.len() as u64
     }
 
     pub fn append(&mut self, frame: &EncodedFrame) -> Result<FrameLocation, RepoError> {
-        let offset = self.len;
+        let offset = self.len();
+        let needed = FRAME_HEADER_LEN as usize + frame.data.len();
+        if self.buf.len() + needed > PACK_CAPACITY + self.start {
+            // A caller that appends past `PACK_TARGET_LEN` without closing the pack.
+            return Err(RepoError::corrupt(
+                "pack being written",
+                format!("frame of {needed} bytes does not fit"),
+            ));
+        }
         let mut header = [0u8; FRAME_HEADER_LEN as usize];
         header[..4].copy_from_slice(FRAME_MAGIC);
         header[4] = frame.codec as u8;
         header[8..12].copy_from_slice(&frame.len.to_le_bytes());
         header[12..16].copy_from_slice(&(frame.data.len() as u32).to_le_bytes());
         header[16..48].copy_from_slice(&frame.hash);
-        let io = |e| RepoError::io(&self.tmp_path, e);
-        fault!("repo.pack.append", io);
-        self.out.write_all(&header).map_err(io)?;
-        self.out.write_all(&frame.data).map_err(io)?;
-        self.len += FRAME_HEADER_LEN + frame.data.len() as u64;
+        self.buf.extend_from_slice(&header);
+        self.buf.extend_from_slice(&frame.data);
         Ok(FrameLocation {
             pack: self.id,
             offset,
@@ -194,29 +215,57 @@ impl PackWriter {
         })
     }
 
-    /// fsync, then rename into `packs/`: after this returns the pack survives a crash.
-    pub fn finish(self) -> Result<u64, RepoError> {
+    /// Writes the pack, fsyncs it and renames it into `packs/`: after this returns the
+    /// pack survives a crash. On failure nothing is left under `tmp/`.
+    pub fn finish(mut self) -> Result<u64, RepoError> {
+        let len = self.len();
+        let outcome = self.write_durably(len);
+        if outcome.is_err() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+        outcome.map(|()| len)
+    }
+
+    fn write_durably(&mut self, len: u64) -> Result<(), RepoError> {
         let tmp = self.tmp_path.clone();
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| RepoError::io(&tmp, e.into_error()))?;
-        fault!("repo.pack.fsync", |e| RepoError::io(&tmp, e));
-        file.sync_all().map_err(|e| RepoError::io(&tmp, e))?;
+        let io = |e| RepoError::io(&tmp, e);
+        fault!("repo.pack.create", io);
+        let (mut file, direct) = create_for_direct_write(&tmp).map_err(io)?;
+        let padded = (len as usize).next_multiple_of(DIRECT_ALIGN);
+        self.buf.resize(self.start + padded, 0);
+        fault!("repo.pack.write", io);
+        if direct {
+            file.write_all(&self.buf[self.start..]).map_err(io)?;
+            // The tail was padded to the alignment; the pack ends where its data does.
+            file.set_len(len).map_err(io)?;
+        } else {
+            file.write_all(&self.buf[self.start..self.start + len as usize])
+                .map_err(io)?;
+        }
+        fault!("repo.pack.fsync", io);
+        file.sync_all().map_err(io)?;
         drop(file);
         let dir = self.final_path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| RepoError::io(dir, e))?;
         fault!("repo.pack.rename", |e| RepoError::io(&self.final_path, e));
         std::fs::rename(&tmp, &self.final_path).map_err(|e| RepoError::io(&self.final_path, e))?;
-        fsync_dir(dir)?;
-        Ok(self.len)
+        fsync_dir(dir)
     }
 
-    /// Drops an unfinished pack (cancelled backup).
-    pub fn abandon(self) {
-        let path = self.tmp_path.clone();
-        drop(self);
-        let _ = std::fs::remove_file(path);
+    /// Drops an unfinished pack (failed or cancelled backup): nothing is on disk yet.
+    pub fn abandon(self) {}
+}
+
+/// Creates `path` for writing with O_DIRECT, or buffered where the filesystem refuses
+/// it (tmpfs, some FUSE filesystems). Returns whether the file is direct.
+fn create_for_direct_write(path: &Path) -> std::io::Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+        Ok(file) => Ok((file, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((options.open(path)?, false)),
+        Err(e) => Err(e),
     }
 }
 
