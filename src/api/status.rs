@@ -97,9 +97,9 @@ fn code(e: &ApiError) -> Code {
 
 fn engine_code(e: &EngineError) -> Code {
     match e {
-        EngineError::InvalidArgument(_) => Code::InvalidArgument,
+        EngineError::Invalid(_) => Code::InvalidArgument,
         EngineError::NotFound { .. } => Code::NotFound,
-        EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
+        EngineError::Refused(_) => Code::FailedPrecondition,
         EngineError::Interrupted => Code::Aborted,
         EngineError::Damaged { .. } | EngineError::VerifyFailed { .. } => Code::DataLoss,
         EngineError::Repo(r) => repo_code(r),
@@ -141,10 +141,10 @@ fn export_code(e: &ExportError) -> Code {
         ExportError::Engine(e) => engine_code(e),
         ExportError::Delta(e) => delta_code(e),
         ExportError::Catalog(e) => catalog_code(e),
-        ExportError::Target(target_emulator::TargetError::InvalidName(_))
+        ExportError::TargetNameInvalid(_)
         | ExportError::BlockSize(_)
         | ExportError::InvalidInitiator(_) => Code::InvalidArgument,
-        ExportError::Target(target_emulator::TargetError::AlreadyExported(_))
+        ExportError::TargetNameExported(_)
         | ExportError::AlreadyAttached { .. }
         | ExportError::NotAttached(_)
         | ExportError::NotAttachable { .. }
@@ -193,6 +193,8 @@ pub fn join_error(e: tokio::task::JoinError) -> Status {
 mod tests {
     use super::*;
 
+    use crate::engine::{InvalidRequest, Refusal};
+
     fn engine(e: EngineError) -> Status {
         to_status(e.into())
     }
@@ -207,17 +209,20 @@ mod tests {
         assert_eq!(engine(full.into()).code(), Code::ResourceExhausted);
         let enospc = EngineError::io("/x", std::io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(engine(enospc).code(), Code::ResourceExhausted);
-        let long = engine(EngineError::InvalidArgument("x".repeat(100_000)));
+        let long = engine(
+            InvalidRequest::NoSuchPath {
+                path: "x".repeat(100_000),
+            }
+            .into(),
+        );
         assert_eq!(long.code(), Code::InvalidArgument);
         assert!(long.message().len() < 1200, "{}", long.message().len());
     }
 
     #[test]
     fn engine_codes() {
-        assert_eq!(
-            engine(EngineError::InvalidArgument("x".into())).code(),
-            Code::InvalidArgument
-        );
+        let invalid = InvalidRequest::MalformedBackupId { id: "x".into() };
+        assert_eq!(engine(invalid.into()).code(), Code::InvalidArgument);
         assert_eq!(
             engine(EngineError::NotFound {
                 kind: "backup",
@@ -226,9 +231,15 @@ mod tests {
             .code(),
             Code::NotFound
         );
+        let refused = Refusal::DependentBackups {
+            id: "bkp-1".into(),
+            children: vec!["bkp-2".into(), "bkp-3".into()],
+        };
+        let st = engine(refused.into());
+        assert_eq!(st.code(), Code::FailedPrecondition);
         assert_eq!(
-            engine(EngineError::FailedPrecondition("x".into())).code(),
-            Code::FailedPrecondition
+            st.message(),
+            "backup bkp-1 has dependent incremental backups (bkp-2, bkp-3); delete them first"
         );
         let damaged = EngineError::Damaged {
             backup_id: "bkp-1".into(),

@@ -16,13 +16,13 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// A request that can never succeed as given (bad size, name, id, codec).
-    #[error("{0}")]
-    InvalidArgument(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     /// The request is valid but the state of things refuses it now.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("interrupted")]
     Interrupted,
     /// Reading a backup hit a damaged or missing repository object.
@@ -49,4 +49,103 @@ impl EngineError {
             source,
         }
     }
+}
+
+/// Requests that can never succeed as given, whatever the state.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRequest {
+    #[error("{path} is neither a regular file nor a block device")]
+    NotABlockSource { path: String },
+    #[error("the file system under {dir} cannot hold a volume of {size} bytes")]
+    TooLargeForFileSystem { dir: String, size: u64 },
+    #[error("volume path {path} must be absolute")]
+    RelativePath { path: String },
+    #[error("volume path {path} does not exist")]
+    NoSuchPath { path: String },
+    #[error("a volume id or name has 1 to {max} characters, not {len}")]
+    IdOrNameLength { max: usize, len: usize },
+    #[error(
+        "{kind} name {name:?} must be 1-{max} characters of letters, digits, '.', '_' or '-'"
+    )]
+    BadName {
+        kind: String,
+        name: String,
+        max: usize,
+    },
+    #[error("malformed backup id {id:?}: expected bkp- and 16 hex digits")]
+    MalformedBackupId { id: String },
+    #[error(
+        "volume size {size} must be a positive multiple of 4096 bytes (4 KiB) up to {max} (256 TiB)"
+    )]
+    BadVolumeSize { size: u64, max: u64 },
+    #[error(transparent)]
+    UnknownCodec(RepoError),
+    #[error(
+        "volume {volume} is a delta volume: its data is already in backups and cannot be backed up again"
+    )]
+    DeltaNotBackedUp { volume: String },
+    #[error("volume {volume} is a delta volume: it is read-only")]
+    DeltaIsReadOnly { volume: String },
+    #[error("volume {volume} ({size} bytes) is smaller than backup {backup} ({backup_size} bytes)")]
+    RestoreTargetTooSmall {
+        volume: String,
+        size: u64,
+        backup: String,
+        backup_size: u64,
+    },
+    #[error("no repository at {path}")]
+    NoRepository { path: String },
+    #[error("this server's repository is {own}; recover reads only that one")]
+    NotOwnRepository { own: String },
+}
+
+/// Valid requests that the state of things refuses now; each says what would let
+/// them through.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{path} is already volume {volume} ({name}): one file, one volume")]
+    PathAlreadyRegistered {
+        path: String,
+        volume: String,
+        name: String,
+    },
+    /// Another job holds the volume (`doing` says which).
+    #[error("volume {volume} is busy ({doing})")]
+    VolumeBusy { volume: String, doing: String },
+    #[error("volume {volume} is busy: {running} is running")]
+    VolumeJobRunning { volume: String, running: String },
+    #[error("volume {volume} is attached; detach it first (or delete with --force)")]
+    VolumeAttached { volume: String },
+    #[error("volume {volume} is {status}, not available (use --force to back it up anyway)")]
+    VolumeNotAvailable { volume: String, status: String },
+    #[error("volume {volume}'s file {path} is gone: put it back, or delete the volume")]
+    VolumeFileGone { volume: String, path: String },
+    #[error("volume {volume} is {size} bytes now, not a multiple of 4096")]
+    VolumeSizeUnaligned { volume: String, size: u64 },
+    #[error(
+        "volume {volume} has no available full backup to base an incremental on; create a full backup first"
+    )]
+    NoFullInChain { volume: String },
+    #[error("parent backup {parent} is missing from the repository")]
+    ParentMissing { parent: String },
+    #[error("backup {id} has dependent incremental backups ({}); delete them first", children.join(", "))]
+    DependentBackups { id: String, children: Vec<String> },
+    #[error("backup {id} is the source of delta volumes ({}); delete them first", deltas.join(", "))]
+    DeltaSourceOf { id: String, deltas: Vec<String> },
+    #[error("backup {id} is being created; use --force to cancel and delete it")]
+    BackupBeingCreated { id: String },
+    #[error("backup {id} is being restored; delete it when the restore ends")]
+    BackupBeingRestored { id: String },
+    #[error("backup {id} is {status}, not available")]
+    BackupNotAvailable { id: String, status: String },
+    #[error("backup {id} is missing from the repository")]
+    BackupNotInRepository { id: String },
+    #[error("volume {volume} is attached (in-use); detach it before restoring onto it")]
+    RestoreTargetAttached { volume: String },
+    #[error("a {kind} named {name:?} already exists")]
+    NameTaken { kind: String, name: String },
+    #[error("garbage collection waits for running jobs ({}): run it when they end", running.join(", "))]
+    GcWaitsForJobs { running: Vec<String> },
+    #[error("another blockdelta server is using {dir}")]
+    DataDirInUse { dir: String },
 }

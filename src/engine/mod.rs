@@ -10,7 +10,7 @@ pub mod source;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub use error::EngineError;
+pub use error::{EngineError, InvalidRequest, Refusal};
 pub use service::Service;
 
 /// Shared between a running job and whoever watches or cancels it.

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-use super::EngineError;
+use super::{EngineError, InvalidRequest};
 
 /// Size in bytes of a regular file or block device.
 pub fn volume_size(path: &Path) -> Result<u64, EngineError> {
@@ -27,10 +27,10 @@ pub fn volume_size(path: &Path) -> Result<u64, EngineError> {
         }
         return Ok(end as u64);
     }
-    Err(EngineError::InvalidArgument(format!(
-        "{} is neither a regular file nor a block device",
-        path.display()
-    )))
+    Err(InvalidRequest::NotABlockSource {
+        path: path.display().to_string(),
+    }
+    .into())
 }
 
 /// The byte ranges of `file` that may hold data, in order, aligned outward to

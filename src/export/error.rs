@@ -16,8 +16,12 @@ pub enum ExportError {
     Delta(#[from] DeltaError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Target(#[from] TargetError),
+    /// The built-in target refused the export; its error is kept whole here, so the
+    /// layers above name only this one.
+    #[error("{0}")]
+    TargetNameInvalid(TargetError),
+    #[error("{0}")]
+    TargetNameExported(TargetError),
     #[error("volume {volume} is already attached as {target}")]
     AlreadyAttached { volume: String, target: String },
     #[error("volume {0} is not attached")]
@@ -49,4 +53,13 @@ pub enum ExportError {
     },
     #[error("delta volume {0} has no source record")]
     MissingDeltaSource(String),
+}
+
+impl From<TargetError> for ExportError {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::InvalidName(_) => ExportError::TargetNameInvalid(e),
+            TargetError::AlreadyExported(_) => ExportError::TargetNameExported(e),
+        }
+    }
 }

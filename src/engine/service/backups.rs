@@ -7,50 +7,51 @@ use std::sync::Arc;
 
 use super::state::Record;
 use super::{
-    CreateBackup, Service, check_backup_id, check_name, lock, new_id, not_found, volume_manifest,
+    CreateBackup, Service, check_backup_id, check_name, lock, name_taken, new_id, not_found,
+    volume_manifest,
 };
 use crate::catalog::time::now_rfc3339;
 use crate::catalog::{BackupRecord, VolumeRecord, status};
 use crate::engine::backup::{BackupPlan, run_backup};
 use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
 use crate::engine::source::volume_size;
-use crate::engine::{EngineError, JobControl};
+use crate::engine::{EngineError, InvalidRequest, JobControl, Refusal};
 use crate::repo::{BackupManifest, Codec, TRACKING_BLOCK_SIZE, VolumeManifest};
 
 impl Service {
     pub fn create_backup(self: &Arc<Self>, req: CreateBackup) -> Result<BackupRecord, EngineError> {
         let volume = self.get_volume(&req.volume)?;
         let codec = Codec::parse(&req.compression)
-            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+            .map_err(InvalidRequest::UnknownCodec)?;
         if !req.name.is_empty() {
             check_name("backup", &req.name)?;
         }
         if volume.kind == "delta" {
-            return Err(EngineError::InvalidArgument(format!(
-                "volume {} is a delta volume: its data is already in backups {}",
-                volume.id, "and cannot be backed up again"
-            )));
+            return Err(InvalidRequest::DeltaNotBackedUp { volume: volume.id }.into());
         }
         if volume.status != status::AVAILABLE && !req.force {
-            return Err(EngineError::FailedPrecondition(format!(
-                "volume {} is {}, not available (use --force to back it up anyway)",
-                volume.id, volume.status
-            )));
+            return Err(Refusal::VolumeNotAvailable {
+                volume: volume.id,
+                status: volume.status,
+            }
+            .into());
         }
         let size = volume_size(Path::new(&volume.path)).map_err(|e| match e {
             EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                EngineError::FailedPrecondition(format!(
-                    "volume {}'s file {} is gone: put it back, or delete the volume",
-                    volume.id, volume.path
-                ))
+                Refusal::VolumeFileGone {
+                    volume: volume.id.clone(),
+                    path: volume.path.clone(),
+                }
+                .into()
             }
             other => other,
         })?;
         if !size.is_multiple_of(TRACKING_BLOCK_SIZE) {
-            return Err(EngineError::FailedPrecondition(format!(
-                "volume {} is {size} bytes now, not a multiple of 4096",
-                volume.id
-            )));
+            return Err(Refusal::VolumeSizeUnaligned {
+                volume: volume.id,
+                size,
+            }
+            .into());
         }
         let id = new_id("bkp");
         self.claim_volume(&volume.id, format!("backup {id}"))?;
@@ -71,16 +72,12 @@ impl Service {
     ) -> Result<BackupRecord, EngineError> {
         let parent = if req.incremental {
             let parent = self.catalog.incremental_parent(&volume.id)?.ok_or_else(|| {
-                EngineError::FailedPrecondition(format!(
-                    "volume {} has no available full backup to base an incremental on; create a full backup first",
-                    volume.id
-                ))
+                Refusal::NoFullInChain {
+                    volume: volume.id.clone(),
+                }
             })?;
             if !self.repo.has_index(&parent.id) {
-                return Err(EngineError::FailedPrecondition(format!(
-                    "parent backup {} is missing from the repository",
-                    parent.id
-                )));
+                return Err(Refusal::ParentMissing { parent: parent.id }.into());
             }
             Some(parent)
         } else {
@@ -250,28 +247,26 @@ impl Service {
             })
             .collect();
         if !dependents.is_empty() {
-            return Err(EngineError::FailedPrecondition(format!(
-                "backup {id} has dependent incremental backups ({}); delete them first",
-                dependents.join(", ")
-            )));
+            return Err(Refusal::DependentBackups {
+                id: id.to_string(),
+                children: dependents,
+            }
+            .into());
         }
         let deltas = self.catalog.delta_volumes_of_backup(id)?;
         if !deltas.is_empty() {
-            return Err(EngineError::FailedPrecondition(format!(
-                "backup {id} is the source of delta volumes ({}); delete them first",
-                deltas.join(", ")
-            )));
+            return Err(Refusal::DeltaSourceOf {
+                id: id.to_string(),
+                deltas,
+            }
+            .into());
         }
         match backup.status.as_str() {
             status::CREATING if !force => {
-                return Err(EngineError::FailedPrecondition(format!(
-                    "backup {id} is being created; use --force to cancel and delete it"
-                )));
+                return Err(Refusal::BackupBeingCreated { id: id.to_string() }.into());
             }
             status::RESTORING => {
-                return Err(EngineError::FailedPrecondition(format!(
-                    "backup {id} is being restored; delete it when the restore ends"
-                )));
+                return Err(Refusal::BackupBeingRestored { id: id.to_string() }.into());
             }
             status::DELETING => return Ok(backup),
             _ => {}
@@ -343,10 +338,11 @@ impl Service {
     fn available_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
         let backup = self.get_backup(id)?;
         if backup.status != status::AVAILABLE {
-            return Err(EngineError::FailedPrecondition(format!(
-                "backup {id} is {}, not available",
-                backup.status
-            )));
+            return Err(Refusal::BackupNotAvailable {
+                id: id.to_string(),
+                status: backup.status,
+            }
+            .into());
         }
         Ok(backup)
     }
@@ -361,30 +357,25 @@ impl Service {
     ) -> Result<(BackupRecord, VolumeRecord), EngineError> {
         let mut backup = self.available_backup(id)?;
         if !self.repo.has_index(id) {
-            return Err(EngineError::FailedPrecondition(format!(
-                "backup {id} is missing from the repository"
-            )));
+            return Err(Refusal::BackupNotInRepository { id: id.to_string() }.into());
         }
         let (mut target, fresh) = match volume {
             Some(v) => {
                 let target = self.get_volume(v)?;
                 if target.kind == "delta" {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "volume {} is a delta volume: it is read-only",
-                        target.id
-                    )));
+                    return Err(InvalidRequest::DeltaIsReadOnly { volume: target.id }.into());
                 }
                 if target.status == status::IN_USE {
-                    return Err(EngineError::FailedPrecondition(format!(
-                        "volume {} is attached (in-use); detach it before restoring onto it",
-                        target.id
-                    )));
+                    return Err(Refusal::RestoreTargetAttached { volume: target.id }.into());
                 }
                 if target.size < backup.size {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "volume {} ({} bytes) is smaller than backup {id} ({} bytes)",
-                        target.id, target.size, backup.size
-                    )));
+                    return Err(InvalidRequest::RestoreTargetTooSmall {
+                        volume: target.id,
+                        size: target.size,
+                        backup: id.to_string(),
+                        backup_size: backup.size,
+                    }
+                    .into());
                 }
                 self.claim_volume(&target.id, format!("restore of {id}"))?;
                 (target, false)
@@ -412,14 +403,7 @@ impl Service {
                 tracing::warn!(path = %target.path, error = %cleanup, "cannot remove the file of a restore that did not start");
             }
             self.release_volume(&target.id);
-            return Err(match e {
-                crate::catalog::CatalogError::NameTaken { kind, name } => {
-                    EngineError::FailedPrecondition(format!(
-                        "a {kind} named {name:?} already exists"
-                    ))
-                }
-                other => other.into(),
-            });
+            return Err(name_taken(e));
         }
         if fresh {
             self.record_new_volume(&target);
@@ -480,10 +464,11 @@ impl Service {
     pub fn verify_backup(&self, id: &str) -> Result<VerifyOutcome, EngineError> {
         let backup = self.get_backup(id)?;
         if backup.status != status::AVAILABLE && backup.status != status::RESTORING {
-            return Err(EngineError::FailedPrecondition(format!(
-                "backup {id} is {}, not available",
-                backup.status
-            )));
+            return Err(Refusal::BackupNotAvailable {
+                id: id.to_string(),
+                status: backup.status,
+            }
+            .into());
         }
         let control = JobControl::default();
         run_verify(&self.reader, id, &control)
@@ -502,10 +487,7 @@ impl Service {
                     // Only another collection holds it (the one a delete runs): short.
                     self.gc_lock.write().unwrap_or_else(|p| p.into_inner())
                 } else {
-                    return Err(EngineError::FailedPrecondition(format!(
-                        "garbage collection waits for running jobs ({}): run it when they end",
-                        running.join(", ")
-                    )));
+                    return Err(Refusal::GcWaitsForJobs { running }.into());
                 }
             }
         };

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
-use super::{EngineError, JobControl};
+use super::{EngineError, InvalidRequest, JobControl, Refusal};
 use crate::catalog::AttachmentRecord;
 use crate::catalog::{Catalog, CatalogError, VolumeRecord, status};
 use crate::repo::{
@@ -78,9 +78,7 @@ pub fn check_backup_id(id: &str) -> Result<(), EngineError> {
     if crate::catalog::well_formed_backup_id(id) {
         Ok(())
     } else {
-        Err(EngineError::InvalidArgument(format!(
-            "malformed backup id {id:?}: expected bkp- and 16 hex digits"
-        )))
+        Err(InvalidRequest::MalformedBackupId { id: id.to_string() }.into())
     }
 }
 
@@ -94,27 +92,34 @@ fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
     if ok {
         Ok(())
     } else {
-        Err(EngineError::InvalidArgument(format!(
-            "{kind} name {name:?} must be 1-{MAX_NAME_LEN} characters of letters, digits, '.', '_' or '-'"
-        )))
+        Err(InvalidRequest::BadName {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            max: MAX_NAME_LEN,
+        }
+        .into())
     }
 }
 
 /// Volume sizes: whole tracking blocks, more than zero, at most `MAX_VOLUME_SIZE`.
 pub fn check_size(size: u64) -> Result<(), EngineError> {
     if size == 0 || !size.is_multiple_of(TRACKING_BLOCK_SIZE) || size > MAX_VOLUME_SIZE {
-        return Err(EngineError::InvalidArgument(format!(
-            "volume size {size} must be a positive multiple of 4096 bytes (4 KiB) up to {MAX_VOLUME_SIZE} (256 TiB)"
-        )));
+        return Err(InvalidRequest::BadVolumeSize {
+            size,
+            max: MAX_VOLUME_SIZE,
+        }
+        .into());
     }
     Ok(())
 }
 
 fn name_taken(e: CatalogError) -> EngineError {
     match e {
-        CatalogError::NameTaken { kind, name } => {
-            EngineError::FailedPrecondition(format!("a {kind} named {name:?} already exists"))
+        CatalogError::NameTaken { kind, name } => Refusal::NameTaken {
+            kind: kind.to_string(),
+            name,
         }
+        .into(),
         other => other.into(),
     }
 }
@@ -200,9 +205,11 @@ impl Service {
     fn claim_volume(&self, volume_id: &str, what: String) -> Result<(), EngineError> {
         let mut busy = lock(&self.busy);
         if let Some(running) = busy.get(volume_id) {
-            return Err(EngineError::FailedPrecondition(format!(
-                "volume {volume_id} is busy: {running} is running"
-            )));
+            return Err(Refusal::VolumeJobRunning {
+                volume: volume_id.to_string(),
+                running: running.clone(),
+            }
+            .into());
         }
         busy.insert(volume_id.to_string(), what);
         Ok(())
@@ -275,10 +282,10 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, EngineError> {
     // SAFETY: flock on a descriptor we own; released when the file closes or
     // the process dies (kill -9 included).
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(EngineError::FailedPrecondition(format!(
-            "another blockdelta server is using {}",
-            data_dir.display()
-        )));
+        return Err(Refusal::DataDirInUse {
+            dir: data_dir.display().to_string(),
+        }
+        .into());
     }
     Ok(file)
 }

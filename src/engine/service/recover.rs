@@ -7,7 +7,7 @@ use std::path::Path;
 use super::Service;
 use super::attachment_record;
 use crate::catalog::{BackupRecord, DeltaSourceRecord, VolumeRecord, status};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, InvalidRequest};
 use crate::repo::VolumeManifest;
 
 #[derive(Debug, Default)]
@@ -27,13 +27,15 @@ impl Service {
             .map_err(|e| EngineError::io(self.repo.root().display(), e))?;
         if !repository.is_empty() {
             let asked = Path::new(repository).canonicalize().map_err(|_| {
-                EngineError::InvalidArgument(format!("no repository at {repository}"))
+                InvalidRequest::NoRepository {
+                    path: repository.to_string(),
+                }
             })?;
             if asked != own {
-                return Err(EngineError::InvalidArgument(format!(
-                    "this server's repository is {}; recover reads only that one",
-                    own.display()
-                )));
+                return Err(InvalidRequest::NotOwnRepository {
+                    own: own.display().to_string(),
+                }
+                .into());
             }
         }
         let mut report = RecoverReport::default();

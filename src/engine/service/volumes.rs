@@ -9,7 +9,7 @@ use super::{
 };
 use crate::catalog::time::now_rfc3339;
 use crate::catalog::{DeltaSourceRecord, VolumeRecord, status};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, InvalidRequest, Refusal};
 use crate::engine::source::volume_size;
 use crate::faults::fault;
 use crate::repo::{DeltaSourceManifest, VolumeManifest};
@@ -40,10 +40,11 @@ impl Service {
                 tracing::warn!(path = %path.display(), error = %cleanup, "cannot remove a volume file that could not be sized");
             }
             if e.raw_os_error() == Some(libc::EFBIG) {
-                return Err(EngineError::InvalidArgument(format!(
-                    "the file system under {} cannot hold a volume of {size} bytes",
-                    self.volumes_dir.display()
-                )));
+                return Err(InvalidRequest::TooLargeForFileSystem {
+                    dir: self.volumes_dir.display().to_string(),
+                    size,
+                }
+                .into());
             }
             return Err(EngineError::io(path.display(), e));
         }
@@ -54,14 +55,16 @@ impl Service {
         check_name("volume", name)?;
         let path = Path::new(path);
         if !path.is_absolute() {
-            return Err(EngineError::InvalidArgument(format!(
-                "volume path {} must be absolute",
-                path.display()
-            )));
+            return Err(InvalidRequest::RelativePath {
+                path: path.display().to_string(),
+            }
+            .into());
         }
-        let path = path.canonicalize().map_err(|_| {
-            EngineError::InvalidArgument(format!("volume path {} does not exist", path.display()))
-        })?;
+        let path = path
+            .canonicalize()
+            .map_err(|_| InvalidRequest::NoSuchPath {
+                path: path.display().to_string(),
+            })?;
         let size = volume_size(&path)?;
         check_size(size)?;
         let shown = path.display().to_string();
@@ -71,10 +74,12 @@ impl Service {
             .into_iter()
             .find(|v| v.kind != "delta" && v.path == shown)
         {
-            return Err(EngineError::FailedPrecondition(format!(
-                "{shown} is already volume {} ({}): one file, one volume",
-                other.id, other.name
-            )));
+            return Err(Refusal::PathAlreadyRegistered {
+                path: shown,
+                volume: other.id,
+                name: other.name,
+            }
+            .into());
         }
         let id = new_id("vol");
         self.insert_volume(id, name, "registered", path, size)
@@ -230,10 +235,11 @@ impl Service {
 
     pub fn get_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
         if id_or_name.is_empty() || id_or_name.len() > MAX_NAME_LEN {
-            return Err(EngineError::InvalidArgument(format!(
-                "a volume id or name has 1 to {MAX_NAME_LEN} characters, not {}",
-                id_or_name.len()
-            )));
+            return Err(InvalidRequest::IdOrNameLength {
+                max: MAX_NAME_LEN,
+                len: id_or_name.len(),
+            }
+            .into());
         }
         self.pending.retry(&self.catalog);
         let mut v = self.catalog.find_volume(id_or_name).map_err(not_found)?;
@@ -259,16 +265,14 @@ impl Service {
         let volume = self.get_volume(id_or_name)?;
         let busy = lock(&self.busy);
         if let Some(what) = busy.get(&volume.id) {
-            return Err(EngineError::FailedPrecondition(format!(
-                "volume {} is busy ({what})",
-                volume.id
-            )));
+            return Err(Refusal::VolumeBusy {
+                volume: volume.id,
+                doing: what.clone(),
+            }
+            .into());
         }
         if self.catalog.attachment(&volume.id)?.is_some() {
-            return Err(EngineError::FailedPrecondition(format!(
-                "volume {} is attached; detach it first (or delete with --force)",
-                volume.id
-            )));
+            return Err(Refusal::VolumeAttached { volume: volume.id }.into());
         }
         if volume.kind == "managed" {
             fault!("engine.volume.remove", |e| EngineError::io(&volume.path, e));
