@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod delta;
 pub mod engine;

@@ -1,5 +1,5 @@
 //! `blockdelta.v1.BackupService`: thin adapter over `engine::Service`, and the
-//! changed-block listings of `changed_blocks`.
+//! changed-block listings of `delta::listing`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::changed_blocks::{self, Listing};
 use super::pb::backup_service_server::BackupService;
 use super::{Api, ApiError, blocking, convert, pb};
+use crate::delta::listing::{self, Listing};
 use crate::engine::service::CreateBackup;
 
 pub struct BackupApi {
@@ -36,9 +36,10 @@ fn changed_listing(
     api: &Api,
     r: &pb::ListChangedBlocksRequest,
 ) -> Result<(Listing, u64, usize), ApiError> {
-    let listing =
-        changed_blocks::changed(api, &r.first_backup_id, &r.second_backup_id, r.block_size)?;
-    let max = changed_blocks::max_results(r.max_results as u64)?;
+    let listing = api
+        .deltas
+        .changed(&r.first_backup_id, &r.second_backup_id, r.block_size)?;
+    let max = listing::max_results(r.max_results as u64)?;
     let start = listing.start(&r.page_token, r.starting_block_index)?;
     Ok((listing, start, max))
 }
@@ -196,8 +197,8 @@ impl BackupService for BackupApi {
     ) -> Result<Response<pb::BlockExtents>, Status> {
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let listing = changed_blocks::allocated(api, &r.backup_id, r.block_size)?;
-            let max = changed_blocks::max_results(r.max_results as u64)?;
+            let listing = api.deltas.allocated(&r.backup_id, r.block_size)?;
+            let max = listing::max_results(r.max_results as u64)?;
             let start = listing.start(&r.page_token, r.starting_block_index)?;
             let (extents, next) = listing.page(start, max);
             Ok(extents_message(&listing, extents, listing.token(next)))

@@ -2,9 +2,9 @@
 //! session counts for attachments.
 
 use super::{Api, pb};
-use crate::catalog::{AttachmentRecord, BackupRecord, VolumeRecord, status};
 use crate::delta::DELTA_SOURCE_TYPE;
 use crate::engine::Service;
+use crate::engine::{AttachmentRecord, BackupRecord, VolumeRecord, status};
 
 pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
     let (done, total) = api
@@ -14,9 +14,8 @@ pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
             status::AVAILABLE | status::IN_USE => (v.size, v.size),
             _ => (0, 0),
         });
-    let catalog = api.svc.catalog();
     let source = if v.kind == "delta" {
-        catalog.delta_source(&v.id).ok().flatten()
+        api.deltas.source_of(&v.id)
     } else {
         None
     };

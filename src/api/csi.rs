@@ -9,14 +9,16 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::changed_blocks::{self, Listing};
 use super::csi_pb::snapshot_metadata_server::SnapshotMetadata;
 use super::csi_pb::{
     BlockMetadata, BlockMetadataType, GetMetadataAllocatedRequest, GetMetadataAllocatedResponse,
     GetMetadataDeltaRequest, GetMetadataDeltaResponse,
 };
 use super::{Api, ApiError, status};
-use crate::repo::TRACKING_BLOCK_SIZE;
+use crate::delta::listing::Listing;
+
+/// CSI's block metadata is in the tracking blocks of the change bitmaps: 4 KiB.
+const CSI_BLOCK_SIZE: u64 = 4096;
 
 /// Tuples per message when the caller leaves it to us.
 const DEFAULT_TUPLES: usize = 1024;
@@ -64,7 +66,7 @@ fn first_block(listing: &Listing, starting_offset: i64) -> Result<u64, ApiError>
             "starting_offset {starting_offset} is beyond the volume's {capacity} bytes"
         )));
     }
-    Ok(starting_offset as u64 / TRACKING_BLOCK_SIZE)
+    Ok(starting_offset as u64 / CSI_BLOCK_SIZE)
 }
 
 /// Streams the listing from `start` in messages of `per_message` tuples; always
@@ -130,7 +132,7 @@ impl SnapshotMetadata for CsiApi {
                 r.starting_offset,
                 r.max_results,
             )?;
-            let listing = changed_blocks::allocated(api, &r.snapshot_id, TRACKING_BLOCK_SIZE)?;
+            let listing = api.deltas.allocated(&r.snapshot_id, CSI_BLOCK_SIZE)?;
             let start = first_block(&listing, r.starting_offset)?;
             Ok((listing, start, per_message))
         })
@@ -161,12 +163,9 @@ impl SnapshotMetadata for CsiApi {
                 r.starting_offset,
                 r.max_results,
             )?;
-            let listing = changed_blocks::changed(
-                api,
-                &r.base_snapshot_id,
-                &r.target_snapshot_id,
-                TRACKING_BLOCK_SIZE,
-            )?;
+            let listing =
+                api.deltas
+                    .changed(&r.base_snapshot_id, &r.target_snapshot_id, CSI_BLOCK_SIZE)?;
             let start = first_block(&listing, r.starting_offset)?;
             Ok((listing, start, per_message))
         })

@@ -4,7 +4,6 @@
 //! validate, and `status` is the only place errors become status codes.
 
 pub mod backups;
-pub mod changed_blocks;
 pub mod convert;
 pub mod csi;
 pub mod status;
@@ -16,6 +15,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::{Response, Status};
 
+use crate::delta::Deltas;
 use crate::engine::Service;
 use crate::export::Exports;
 pub use status::ApiError;
@@ -36,6 +36,8 @@ pub mod csi_pb {
 pub struct Api {
     pub svc: Arc<Service>,
     pub exports: Arc<Exports>,
+    /// The delta use case: plans, listings, the source of delta volumes.
+    pub deltas: Arc<Deltas>,
     /// Delta volumes may be created (the `delta_enabled` setting).
     pub delta_enabled: bool,
 }

@@ -4,11 +4,9 @@
 
 use tonic::{Code, Status};
 
-use crate::catalog::CatalogError;
 use crate::delta::DeltaError;
-use crate::engine::EngineError;
+use crate::engine::{CatalogError, EngineError, RepoError};
 use crate::export::ExportError;
-use crate::repo::RepoError;
 
 /// Every error a handler can return.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +131,7 @@ fn delta_code(e: &DeltaError) -> Code {
             _ => Code::DataLoss,
         },
         DeltaError::Catalog(c) => catalog_code(c),
+        DeltaError::NoSourceRecord(_) => Code::Internal,
     }
 }
 
@@ -151,7 +150,6 @@ fn export_code(e: &ExportError) -> Code {
         | ExportError::SessionsActive { .. }
         | ExportError::Attached { .. }
         | ExportError::Open { .. } => Code::FailedPrecondition,
-        ExportError::MissingDeltaSource(_) => Code::Internal,
     }
 }
 

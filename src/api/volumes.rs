@@ -6,8 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb::volume_service_server::VolumeService;
 use super::{Api, ApiError, blocking, convert, pb};
-use crate::catalog::DeltaSourceRecord;
-use crate::delta::{self, DeltaError, DeltaRequest};
+use crate::delta::{DeltaError, DeltaRequest};
 use crate::export::AttachRequest;
 
 pub struct VolumeApi {
@@ -25,28 +24,16 @@ fn create_delta_volume(
     if !api.delta_enabled {
         return Err(DeltaError::Disabled.into());
     }
-    let source = delta::rules::check_request(
-        api.svc.catalog(),
-        &DeltaRequest {
-            source_type: details.r#type,
-            first_backup_id: details.first_backup_id,
-            second_backup_id: details.second_backup_id,
-            change_block_size: details.change_block_size_in_bytes,
-            vpus_per_gb,
-        },
-    )?;
-    let map = delta::compute(api.svc.chain_reader(), &source)?;
-    let record = api.svc.create_delta_volume(
-        name,
-        source.volume_size(),
-        &DeltaSourceRecord {
-            volume_id: String::new(),
-            first_backup_id: source.first.id.clone(),
-            second_backup_id: source.second.id.clone(),
-            change_block_size: source.change_block_size,
-            changed_bytes: map.changed_bytes(),
-        },
-    )?;
+    let plan = api.deltas.plan(&DeltaRequest {
+        source_type: details.r#type,
+        first_backup_id: details.first_backup_id,
+        second_backup_id: details.second_backup_id,
+        change_block_size: details.change_block_size_in_bytes,
+        vpus_per_gb,
+    })?;
+    let record = api
+        .svc
+        .create_delta_volume(name, plan.volume_size(), &plan.source_record())?;
     Ok(convert::volume(api, record))
 }
 

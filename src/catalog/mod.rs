@@ -8,7 +8,6 @@
 pub mod attachments;
 pub mod deltas;
 pub mod error;
-pub mod time;
 
 use crate::faults::fault;
 use std::path::Path;
@@ -393,7 +392,7 @@ impl Catalog {
 
     /// Appends one JSON object to the audit log, now.
     pub fn audit(&self, event: &serde_json::Value) -> Result<(), CatalogError> {
-        self.audit_at(&time::now_rfc3339(), event)
+        self.audit_at(&crate::clock::now_rfc3339(), event)
     }
 
     /// Whether the audit log holds nothing (a catalog rebuilt by recover).
@@ -467,7 +466,7 @@ mod tests {
             chain_id: chain.into(),
             status: status.into(),
             compression: "zstd".into(),
-            created_at: time::now_rfc3339(),
+            created_at: crate::clock::now_rfc3339(),
             ..Default::default()
         }
     }
@@ -512,7 +511,7 @@ mod tests {
             size: 4096,
             status: "available".into(),
             error: String::new(),
-            created_at: time::now_rfc3339(),
+            created_at: crate::clock::now_rfc3339(),
         };
         cat.insert_volume(&v).unwrap();
         assert_eq!(cat.find_volume("data").unwrap(), v);

@@ -10,6 +10,7 @@ use clap::Args;
 
 use blockdelta::api::Api;
 use blockdelta::config::{Config, Overrides};
+use blockdelta::delta::Deltas;
 use blockdelta::engine::Service;
 use blockdelta::export::{ExportConfig, Exports};
 
@@ -93,8 +94,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let svc = tokio::task::spawn_blocking(move || Service::open(&data_dir))
             .await?
             .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+        let deltas = Deltas::new(svc.clone());
         let exports = Exports::start(
             svc.clone(),
+            deltas.clone(),
             ExportConfig {
                 listen: iscsi_listen,
                 advertise: config.iscsi_advertise.clone(),
@@ -105,10 +108,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("starting the iSCSI target on {}", config.iscsi_listen))?;
-        anyhow::Ok((svc, exports))
+        anyhow::Ok((svc, deltas, exports))
     }
     .await;
-    let (svc, exports) = match started {
+    let (svc, deltas, exports) = match started {
         Ok(s) => s,
         Err(e) => {
             // A data dir this start created holds nothing yet: do not leave it behind.
@@ -126,6 +129,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let api = Arc::new(Api {
         svc: svc.clone(),
         exports,
+        deltas,
         delta_enabled: config.delta_enabled,
     });
     blockdelta::api::serve(api, listener, shutdown_signal())

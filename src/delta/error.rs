@@ -73,4 +73,6 @@ pub enum DeltaError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("delta volume {0} has no source record")]
+    NoSourceRecord(String),
 }

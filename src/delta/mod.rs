@@ -7,36 +7,23 @@
 //! - [`volume`]: the delta volume, a read-only `target_emulator::Lun` whose changed
 //!   blocks read as the second backup's bytes and the rest as zeros.
 //! - [`read_ahead`]: frames fetched ahead of sequential readers.
+//! - [`listing`]: paged listings of changed or allocated blocks, with their tokens.
+//! - [`Deltas`]: the use case, whole — plan, list, open — that the API and the
+//!   exports call.
 //!
-//! Arrows: `delta → repo, catalog, target-emulator (the Lun trait)`; it never
-//! reaches the engine or the API.
+//! Arrows: `delta → engine (the service's catalog and chain reader), repo, catalog,
+//! target-emulator (the Lun trait)`; it never reaches the API or the exports.
 
 pub mod error;
+pub mod listing;
 pub mod map;
 pub mod read_ahead;
 pub mod rules;
+mod usecase;
 pub mod volume;
 
 pub use error::{DELTA_SOURCE_TYPE, DeltaError};
 pub use map::DeltaMap;
 pub use rules::{DeltaRequest, DeltaSource};
+pub use usecase::{DeltaPlan, Deltas};
 pub use volume::DeltaVolume;
-
-use crate::repo::ChainReader;
-
-/// The delta of a validated source: the union of its span's change bitmaps at
-/// its change block size. Reads only index heads (manifest and bitmaps).
-pub fn compute(reader: &ChainReader, source: &DeltaSource) -> Result<DeltaMap, DeltaError> {
-    let mut heads = Vec::with_capacity(source.span.len());
-    for id in &source.span {
-        heads.push(reader.head(id).map_err(|e| DeltaError::Repo {
-            backup_id: id.clone(),
-            source: e,
-        })?);
-    }
-    Ok(DeltaMap::union(
-        heads.iter().map(|h| &h.change),
-        source.volume_size(),
-        source.change_block_size,
-    ))
-}

@@ -28,7 +28,7 @@ use roaring::RoaringTreemap;
 
 use super::source::data_ranges;
 use super::{EngineError, JobControl, worker_count};
-use crate::catalog::time::now_rfc3339;
+use crate::clock::now_rfc3339;
 use crate::repo::index::fingerprint;
 use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter, frame_hash_of};
 use crate::repo::sealer::PackSealer;

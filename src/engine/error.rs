@@ -64,9 +64,7 @@ pub enum InvalidRequest {
     NoSuchPath { path: String },
     #[error("a volume id or name has 1 to {max} characters, not {len}")]
     IdOrNameLength { max: usize, len: usize },
-    #[error(
-        "{kind} name {name:?} must be 1-{max} characters of letters, digits, '.', '_' or '-'"
-    )]
+    #[error("{kind} name {name:?} must be 1-{max} characters of letters, digits, '.', '_' or '-'")]
     BadName {
         kind: String,
         name: String,

@@ -3,8 +3,8 @@
 
 use target_emulator::TargetError;
 
-use crate::catalog::CatalogError;
 use crate::delta::DeltaError;
+use crate::engine::CatalogError;
 use crate::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +51,6 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("delta volume {0} has no source record")]
-    MissingDeltaSource(String),
 }
 
 impl From<TargetError> for ExportError {

@@ -21,11 +21,10 @@ use target_emulator::{
 
 pub use error::ExportError;
 
-use crate::catalog::time::now_rfc3339;
-use crate::catalog::{AttachmentRecord, VolumeRecord, status};
-use crate::delta::read_ahead::ReadAheadPool;
-use crate::delta::{self, DeltaVolume};
+use crate::clock::now_rfc3339;
+use crate::delta::Deltas;
 use crate::engine::Service;
+use crate::engine::{AttachmentRecord, VolumeRecord, status};
 
 /// How attachments are made.
 #[derive(Clone, Debug)]
@@ -56,7 +55,7 @@ pub struct Exports {
     svc: Arc<Service>,
     target: Target,
     config: ExportConfig,
-    read_ahead: Arc<ReadAheadPool>,
+    deltas: Arc<Deltas>,
     /// Attach, detach and delete run one at a time: a volume is never exported
     /// twice, nor deleted while being attached.
     serial: Mutex<()>,
@@ -66,7 +65,11 @@ impl Exports {
     /// Starts the iSCSI target and exports every volume the catalog says is
     /// attached. An attachment that cannot be restored (its file is gone, say) is
     /// dropped and its volume marked `error` with the reason.
-    pub async fn start(svc: Arc<Service>, config: ExportConfig) -> std::io::Result<Arc<Exports>> {
+    pub async fn start(
+        svc: Arc<Service>,
+        deltas: Arc<Deltas>,
+        config: ExportConfig,
+    ) -> std::io::Result<Arc<Exports>> {
         let target = Target::start(TargetConfig {
             portal: config.listen,
             discovery_auth: config
@@ -80,7 +83,7 @@ impl Exports {
         })
         .await?;
         let exports = Arc::new(Exports {
-            read_ahead: ReadAheadPool::new(crate::engine::worker_count()),
+            deltas,
             svc,
             target,
             config,
@@ -109,7 +112,7 @@ impl Exports {
     }
 
     fn restore_attachments(&self) {
-        let attachments = match self.svc.catalog().list_attachments() {
+        let attachments = match self.svc.list_attachments() {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list attachments to restore");
@@ -128,14 +131,10 @@ impl Exports {
                 }
                 Err(e) => {
                     tracing::warn!(volume = %a.volume_id, error = %e, "attachment dropped");
-                    let catalog = self.svc.catalog();
-                    let recorded = catalog.delete_attachment(&a.volume_id).and_then(|_| {
-                        catalog.set_volume_status(
-                            &a.volume_id,
-                            status::ERROR,
-                            &format!("attachment could not be restored: {e}"),
-                        )
-                    });
+                    let recorded = self.svc.drop_attachment(
+                        &a.volume_id,
+                        &format!("attachment could not be restored: {e}"),
+                    );
                     match recorded {
                         Ok(()) => self.sync_manifest(&a.volume_id),
                         // The next start tries again: the catalog still has the attachment.
@@ -152,7 +151,7 @@ impl Exports {
         &self,
         volume_id: &str,
     ) -> Result<Option<(AttachmentRecord, u32)>, ExportError> {
-        Ok(self.svc.catalog().attachment(volume_id)?.map(|a| {
+        Ok(self.svc.attachment(volume_id)?.map(|a| {
             let sessions = self.target.active_sessions(&a.target_name) as u32;
             (a, sessions)
         }))
@@ -167,7 +166,7 @@ impl Exports {
     ) -> Result<(AttachmentRecord, VolumeRecord), ExportError> {
         let _one = self.serial();
         let mut volume = self.svc.get_volume(volume)?;
-        if let Some(a) = self.svc.catalog().attachment(&volume.id)? {
+        if let Some(a) = self.svc.attachment(&volume.id)? {
             return Err(ExportError::AlreadyAttached {
                 volume: volume.id,
                 target: a.target_name,
@@ -204,7 +203,7 @@ impl Exports {
             attached_at: now_rfc3339(),
         };
         self.export(&volume, &record)?;
-        if let Err(e) = self.svc.catalog().insert_attachment(&record) {
+        if let Err(e) = self.svc.record_attachment(&record) {
             self.target.remove_export(&record.target_name);
             return Err(e.into());
         }
@@ -228,7 +227,7 @@ impl Exports {
 
     fn detach_locked(&self, volume: &str, force: bool) -> Result<(VolumeRecord, u32), ExportError> {
         let mut volume = self.svc.get_volume(volume)?;
-        let Some(a) = self.svc.catalog().attachment(&volume.id)? else {
+        let Some(a) = self.svc.attachment(&volume.id)? else {
             return Err(ExportError::NotAttached(volume.id));
         };
         let sessions = self.target.active_sessions(&a.target_name) as u32;
@@ -240,7 +239,7 @@ impl Exports {
             });
         }
         self.target.remove_export(&a.target_name);
-        self.svc.catalog().delete_attachment(&volume.id)?;
+        self.svc.forget_attachment(&volume.id)?;
         self.sync_manifest(&volume.id);
         self.svc.audit_action(
             "volume.detach",
@@ -258,7 +257,7 @@ impl Exports {
     pub fn delete_volume(&self, volume: &str, force: bool) -> Result<VolumeRecord, ExportError> {
         let _one = self.serial();
         let record = self.svc.get_volume(volume)?;
-        if let Some(a) = self.svc.catalog().attachment(&record.id)? {
+        if let Some(a) = self.svc.attachment(&record.id)? {
             if !force {
                 return Err(ExportError::Attached {
                     volume: record.id,
@@ -283,7 +282,7 @@ impl Exports {
     pub fn export_recovered(&self) {
         let _one = self.serial();
         let exported = self.target.export_names();
-        match self.svc.catalog().list_attachments() {
+        match self.svc.list_attachments() {
             Ok(all) => {
                 for a in all
                     .into_iter()
@@ -344,26 +343,7 @@ impl Exports {
             )?;
             return Ok(Arc::new(lun));
         }
-        let source = self
-            .svc
-            .catalog()
-            .delta_source(&volume.id)?
-            .ok_or_else(|| ExportError::MissingDeltaSource(volume.id.clone()))?;
-        let checked = delta::rules::check_pair(
-            self.svc.catalog(),
-            &source.first_backup_id,
-            &source.second_backup_id,
-            source.change_block_size,
-        )?;
-        let map = delta::compute(self.svc.chain_reader(), &checked)?;
-        Ok(Arc::new(DeltaVolume::new(
-            self.svc.chain_reader().clone(),
-            &source.second_backup_id,
-            Arc::new(map),
-            a.block_size,
-            volume.id.clone(),
-            Some(self.read_ahead.clone()),
-        )))
+        Ok(Arc::new(self.deltas.open_volume(&volume.id, a.block_size)?))
     }
 }
 

@@ -10,8 +10,8 @@ use super::{
     CreateBackup, Service, check_backup_id, check_name, lock, name_taken, new_id, not_found,
     volume_manifest,
 };
-use crate::catalog::time::now_rfc3339;
 use crate::catalog::{BackupRecord, VolumeRecord, status};
+use crate::clock::now_rfc3339;
 use crate::engine::backup::{BackupPlan, run_backup};
 use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
 use crate::engine::source::volume_size;
@@ -21,8 +21,7 @@ use crate::repo::{BackupManifest, Codec, TRACKING_BLOCK_SIZE, VolumeManifest};
 impl Service {
     pub fn create_backup(self: &Arc<Self>, req: CreateBackup) -> Result<BackupRecord, EngineError> {
         let volume = self.get_volume(&req.volume)?;
-        let codec = Codec::parse(&req.compression)
-            .map_err(InvalidRequest::UnknownCodec)?;
+        let codec = Codec::parse(&req.compression).map_err(InvalidRequest::UnknownCodec)?;
         if !req.name.is_empty() {
             check_name("backup", &req.name)?;
         }
@@ -71,11 +70,12 @@ impl Service {
         req: CreateBackup,
     ) -> Result<BackupRecord, EngineError> {
         let parent = if req.incremental {
-            let parent = self.catalog.incremental_parent(&volume.id)?.ok_or_else(|| {
-                Refusal::NoFullInChain {
+            let parent = self
+                .catalog
+                .incremental_parent(&volume.id)?
+                .ok_or_else(|| Refusal::NoFullInChain {
                     volume: volume.id.clone(),
-                }
-            })?;
+                })?;
             if !self.repo.has_index(&parent.id) {
                 return Err(Refusal::ParentMissing { parent: parent.id }.into());
             }

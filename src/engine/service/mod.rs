@@ -9,6 +9,7 @@
 //!
 //! Every method blocks (SQLite, file I/O): async callers use `spawn_blocking`.
 
+mod attachments;
 mod backups;
 mod integrity;
 mod recover;

@@ -26,11 +26,12 @@ impl Service {
             .canonicalize()
             .map_err(|e| EngineError::io(self.repo.root().display(), e))?;
         if !repository.is_empty() {
-            let asked = Path::new(repository).canonicalize().map_err(|_| {
-                InvalidRequest::NoRepository {
-                    path: repository.to_string(),
-                }
-            })?;
+            let asked =
+                Path::new(repository)
+                    .canonicalize()
+                    .map_err(|_| InvalidRequest::NoRepository {
+                        path: repository.to_string(),
+                    })?;
             if asked != own {
                 return Err(InvalidRequest::NotOwnRepository {
                     own: own.display().to_string(),

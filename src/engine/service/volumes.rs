@@ -7,10 +7,10 @@ use super::{MAX_NAME_LEN, attachment_manifest};
 use super::{
     Service, check_name, check_size, lock, name_taken, new_id, not_found, volume_manifest,
 };
-use crate::catalog::time::now_rfc3339;
 use crate::catalog::{DeltaSourceRecord, VolumeRecord, status};
-use crate::engine::{EngineError, InvalidRequest, Refusal};
+use crate::clock::now_rfc3339;
 use crate::engine::source::volume_size;
+use crate::engine::{EngineError, InvalidRequest, Refusal};
 use crate::faults::fault;
 use crate::repo::{DeltaSourceManifest, VolumeManifest};
 

@@ -1,5 +1,6 @@
-//! RFC 3339 UTC timestamps without a date-time dependency: the catalog only ever
-//! needs "now", written so that string order is time order.
+//! The clock: RFC 3339 UTC timestamps without a date-time dependency. Records,
+//! manifests and audit lines only ever need "now", written so that string order is
+//! time order; every layer takes it from here.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
