@@ -1,12 +1,15 @@
 //! blockdelta: block-volume backups with exact 4 KiB change bitmaps.
 //!
 //! Layers, arrows pointing one way:
-//! `api → export → engine, delta → repo, catalog` (and `delta → target-emulator`
-//! through its `Lun` trait only).
+//! `api → export, delta → engine → repo, catalog`, and `export → delta` for delta
+//! volumes. `api` names neither the catalog, the repository nor the target. The
+//! target is reached in two places: `export → target-emulator` (the exports run the
+//! `Target`) and `delta → target_emulator::Lun` (a delta volume is a logical unit).
 //! - [`repo`]: pack/extent store, backup indexes, the chain read path.
 //! - [`catalog`]: volumes, backups, delta sources, attachments, audit log (SQLite).
+//! - [`clock`]: "now", for every layer.
 //! - [`engine`]: backup, restore, verify pipelines and the service logic.
-//! - [`delta`]: deltas between two backups, the delta volume (a LUN).
+//! - [`delta`]: the delta use case (`Deltas`): rules, map, listings, the delta volume.
 //! - [`export`]: attachments on the built-in iSCSI target.
 //! - [`api`]: tonic services (blockdelta and CSI) and the one error → `Status` mapping.
 //! - [`config`]: the server's configuration (defaults, file, env, flags).
@@ -20,3 +23,4 @@ pub mod engine;
 pub mod export;
 mod faults;
 pub mod repo;
+mod sync;

@@ -126,7 +126,7 @@ impl Catalog {
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.conn)
     }
 
     pub fn insert_volume(&self, v: &VolumeRecord) -> Result<(), CatalogError> {

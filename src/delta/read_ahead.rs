@@ -71,7 +71,7 @@ impl ReadAheadPool {
 fn fetch_jobs(rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            let rx = crate::sync::lock(&rx);
             match rx.recv() {
                 Ok(job) => job,
                 Err(_) => return,

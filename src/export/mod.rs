@@ -108,7 +108,7 @@ impl Exports {
     }
 
     fn serial(&self) -> MutexGuard<'_, ()> {
-        self.serial.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.serial)
     }
 
     fn restore_attachments(&self) {

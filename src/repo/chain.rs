@@ -12,6 +12,7 @@
 //! range) is a block's bytes as of `second`, `None` meaning zeros. Callers check
 //! the backup's catalog status (available) before reading.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -263,10 +264,6 @@ impl ChainReader {
         }
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A frame's identity: its pack and offset.

@@ -154,7 +154,7 @@ impl Service {
         };
         self.spawn_job(backup_id.clone(), move |svc, control| {
             let result = {
-                let _shared = svc.gc_lock.read().unwrap_or_else(|p| p.into_inner());
+                let _shared = crate::sync::read(&svc.gc_lock);
                 run_backup(&svc.repo, plan, control)
             };
             let outcome = match result {
@@ -438,7 +438,7 @@ impl Service {
         };
         self.spawn_job(volume_id.clone(), move |svc, control| {
             let result = {
-                let _shared = svc.gc_lock.read().unwrap_or_else(|p| p.into_inner());
+                let _shared = crate::sync::read(&svc.gc_lock);
                 run_restore(&svc.reader, &backup_id, &path, fresh, control)
             };
             let (st, err) = match &result {
@@ -485,7 +485,7 @@ impl Service {
                 let running: Vec<String> = lock(&self.busy).values().cloned().collect();
                 if running.is_empty() {
                     // Only another collection holds it (the one a delete runs): short.
-                    self.gc_lock.write().unwrap_or_else(|p| p.into_inner())
+                    crate::sync::write(&self.gc_lock)
                 } else {
                     return Err(Refusal::GcWaitsForJobs { running }.into());
                 }

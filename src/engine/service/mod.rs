@@ -18,7 +18,7 @@ mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use super::{EngineError, InvalidRequest, JobControl, Refusal};
@@ -66,9 +66,7 @@ pub struct Service {
     _dir_lock: std::fs::File,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 fn new_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
