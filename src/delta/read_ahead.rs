@@ -71,7 +71,7 @@ impl ReadAheadPool {
 fn fetch_jobs(rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
-            let rx = crate::sync::lock(&rx);
+            let rx = crate::sync::lock(rx);
             match rx.recv() {
                 Ok(job) => job,
                 Err(_) => return,
