@@ -15,12 +15,18 @@
 //! - [`config`]: the server's configuration (defaults, file, env, flags).
 
 pub mod api;
-pub mod catalog;
-pub mod clock;
+mod catalog;
+mod clock;
 pub mod config;
-pub mod delta;
-pub mod engine;
-pub mod export;
+mod delta;
+mod engine;
+mod export;
 mod faults;
-pub mod repo;
+mod kinds;
+mod repo;
 mod sync;
+
+// What the server binary wires together; everything else stays inside the crate.
+pub use delta::Deltas;
+pub use engine::Service;
+pub use export::{ExportConfig, Exports};

@@ -4,17 +4,15 @@
 use super::{Api, pb};
 use crate::delta::DELTA_SOURCE_TYPE;
 use crate::engine::Service;
-use crate::engine::{AttachmentRecord, BackupRecord, VolumeRecord, status};
+use crate::engine::{AttachmentRecord, BackupRecord, Status, VolumeRecord};
+use crate::kinds::VolumeKind;
 
 pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
-    let (done, total) = api
-        .svc
-        .volume_progress(&v.id)
-        .unwrap_or(match v.status.as_str() {
-            status::AVAILABLE | status::IN_USE => (v.size, v.size),
-            _ => (0, 0),
-        });
-    let source = if v.kind == "delta" {
+    let (done, total) = api.svc.volume_progress(&v.id).unwrap_or(match v.status {
+        Status::Available | Status::InUse => (v.size, v.size),
+        _ => (0, 0),
+    });
+    let source = if v.kind == VolumeKind::Delta {
         api.deltas.source_of(&v.id)
     } else {
         None
@@ -28,10 +26,10 @@ pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
     pb::Volume {
         id: v.id,
         name: v.name,
-        kind: v.kind,
+        kind: v.kind.to_string(),
         path: v.path,
         size: v.size,
-        status: v.status,
+        status: v.status.to_string(),
         created_at: v.created_at,
         error: v.error,
         progress_done: done,
@@ -64,19 +62,17 @@ pub fn attachment(api: &Api, a: AttachmentRecord, sessions: u32) -> pb::Attachme
 }
 
 pub fn backup(svc: &Service, b: BackupRecord) -> pb::Backup {
-    let (done, total) = svc
-        .backup_progress(&b.id)
-        .unwrap_or(match b.status.as_str() {
-            status::AVAILABLE | status::RESTORING => (b.size, b.size),
-            _ => (0, b.size),
-        });
+    let (done, total) = svc.backup_progress(&b.id).unwrap_or(match b.status {
+        Status::Available | Status::Restoring => (b.size, b.size),
+        _ => (0, b.size),
+    });
     pb::Backup {
         id: b.id,
         volume_id: b.volume_id,
         name: b.name,
-        kind: b.kind,
+        kind: b.kind.to_string(),
         parent_id: b.parent_id.unwrap_or_default(),
-        status: b.status,
+        status: b.status.to_string(),
         size: b.size,
         compression: b.compression,
         progress_done: done,

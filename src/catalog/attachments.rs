@@ -5,7 +5,7 @@
 use crate::faults::fault;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Catalog, CatalogError, status};
+use super::{Catalog, CatalogError, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachmentRecord {
@@ -58,7 +58,7 @@ impl Catalog {
         )?;
         tx.execute(
             "UPDATE volumes SET status = ?2 WHERE id = ?1",
-            params![a.volume_id, status::IN_USE],
+            params![a.volume_id, Status::InUse],
         )?;
         tx.commit()?;
         Ok(())
@@ -72,7 +72,7 @@ impl Catalog {
         tx.execute("DELETE FROM attachments WHERE volume_id = ?1", [volume_id])?;
         tx.execute(
             "UPDATE volumes SET status = ?2 WHERE id = ?1 AND status = ?3",
-            params![volume_id, status::AVAILABLE, status::IN_USE],
+            params![volume_id, Status::Available, Status::InUse],
         )?;
         tx.commit()?;
         Ok(())

@@ -28,26 +28,39 @@ pub fn well_formed_backup_id(id: &str) -> bool {
     })
 }
 
-pub mod status {
-    pub const AVAILABLE: &str = "available";
-    pub const CREATING: &str = "creating";
-    pub const RESTORING: &str = "restoring";
-    pub const DELETING: &str = "deleting";
-    pub const ERROR: &str = "error";
-    /// A volume attached to the iSCSI target (cinder's word).
-    pub const IN_USE: &str = "in-use";
+pub use crate::kinds::{BackupKind, Status, VolumeKind};
+
+/// The one place the kinds and states meet their column text.
+macro_rules! text_column {
+    ($($t:ty),+) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let text = v.as_str()?;
+                <$t>::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {text:?}", stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+    )+};
 }
+text_column!(BackupKind, Status, VolumeKind);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeRecord {
     pub id: String,
     pub name: String,
-    /// `managed` (sparse file under the data dir), `registered` (external path) or
-    /// `delta` (virtual: see `deltas`).
-    pub kind: String,
+    pub kind: VolumeKind,
     pub path: String,
     pub size: u64,
-    pub status: String,
+    pub status: Status,
     pub error: String,
     pub created_at: String,
 }
@@ -57,11 +70,10 @@ pub struct BackupRecord {
     pub id: String,
     pub volume_id: String,
     pub name: String,
-    /// `full` or `incremental`.
-    pub kind: String,
+    pub kind: BackupKind,
     pub parent_id: Option<String>,
     pub chain_id: String,
-    pub status: String,
+    pub status: Status,
     pub size: u64,
     pub compression: String,
     pub changed_blocks: u64,
@@ -175,7 +187,7 @@ impl Catalog {
     pub fn set_volume_status(
         &self,
         id: &str,
-        status: &str,
+        status: Status,
         error: &str,
     ) -> Result<(), CatalogError> {
         fault!("catalog.set_volume_status", CatalogError::disk_full);
@@ -295,7 +307,7 @@ impl Catalog {
     pub fn set_backup_status(
         &self,
         id: &str,
-        status: &str,
+        status: Status,
         error: &str,
     ) -> Result<(), CatalogError> {
         fault!("catalog.set_backup_status", CatalogError::disk_full);
@@ -323,12 +335,12 @@ impl Catalog {
         } else {
             tx.execute(
                 "UPDATE volumes SET status = ?2, error = '' WHERE id = ?1",
-                params![volume.id, status::RESTORING],
+                params![volume.id, Status::Restoring],
             )?;
         }
         tx.execute(
             "UPDATE backups SET status = ?2, error = '' WHERE id = ?1",
-            params![backup_id, status::RESTORING],
+            params![backup_id, Status::Restoring],
         )?;
         tx.commit()?;
         Ok(())
@@ -342,7 +354,7 @@ impl Catalog {
              stored_bytes = ?5, content_hash = ?6, completed_at = ?7 WHERE id = ?1",
             params![
                 b.id,
-                status::AVAILABLE,
+                Status::Available,
                 b.changed_blocks as i64,
                 b.allocated_blocks as i64,
                 b.stored_bytes as i64,
@@ -461,10 +473,10 @@ mod tests {
         BackupRecord {
             id: id.into(),
             volume_id: "vol-1".into(),
-            kind: kind.into(),
+            kind: BackupKind::parse(kind).unwrap(),
             parent_id: parent.map(Into::into),
             chain_id: chain.into(),
-            status: status.into(),
+            status: Status::parse(status).unwrap(),
             compression: "zstd".into(),
             created_at: crate::clock::now_rfc3339(),
             ..Default::default()
@@ -506,10 +518,10 @@ mod tests {
         let v = VolumeRecord {
             id: "vol-1".into(),
             name: "data".into(),
-            kind: "managed".into(),
+            kind: VolumeKind::Managed,
             path: "/x".into(),
             size: 4096,
-            status: "available".into(),
+            status: Status::Available,
             error: String::new(),
             created_at: crate::clock::now_rfc3339(),
         };

@@ -10,9 +10,7 @@ use clap::Args;
 
 use blockdelta::api::Api;
 use blockdelta::config::{Config, Overrides};
-use blockdelta::delta::Deltas;
-use blockdelta::engine::Service;
-use blockdelta::export::{ExportConfig, Exports};
+use blockdelta::{Deltas, ExportConfig, Exports, Service};
 
 #[derive(Args)]
 pub struct ServeArgs {

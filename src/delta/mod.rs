@@ -25,5 +25,5 @@ pub mod volume;
 pub use error::{DELTA_SOURCE_TYPE, DeltaError};
 pub use map::DeltaMap;
 pub use rules::{DeltaRequest, DeltaSource};
-pub use usecase::{DeltaPlan, Deltas};
+pub use usecase::Deltas;
 pub use volume::DeltaVolume;

@@ -5,7 +5,8 @@
 //! repository object is read here.
 
 use super::error::{DELTA_SOURCE_TYPE, DeltaError};
-use crate::catalog::{BackupRecord, Catalog, CatalogError, status};
+use crate::catalog::{BackupRecord, Catalog, CatalogError, Status};
+use crate::kinds::BackupKind;
 use crate::repo::TRACKING_BLOCK_SIZE;
 
 /// Smallest and largest change block size, in bytes (Oracle's bounds).
@@ -78,12 +79,12 @@ fn lookup(catalog: &Catalog, which: &'static str, id: &str) -> Result<BackupReco
 
 /// Readable: `restoring` only reads a backup, it does not change it.
 fn readable(b: &BackupRecord) -> Result<(), DeltaError> {
-    if b.status == status::AVAILABLE || b.status == status::RESTORING {
+    if b.status == Status::Available || b.status == Status::Restoring {
         Ok(())
     } else {
         Err(DeltaError::NotAvailable {
             id: b.id.clone(),
-            status: b.status.clone(),
+            status: b.status.to_string(),
         })
     }
 }
@@ -151,7 +152,7 @@ pub fn check_pair(
                     first: first.id,
                     second: second.id,
                 }
-            } else if second.kind == "full" {
+            } else if second.kind == BackupKind::Full {
                 DeltaError::SecondIsFull(second.id)
             } else if root.created_at > first.created_at {
                 DeltaError::FullBetween {
@@ -168,7 +169,7 @@ pub fn check_pair(
             });
         }
     };
-    if second.kind == "full" {
+    if second.kind == BackupKind::Full {
         return Err(DeltaError::SecondIsFull(second.id));
     }
     let mut members = Vec::with_capacity(span.len() + 1);

@@ -29,8 +29,8 @@ use roaring::RoaringTreemap;
 use super::source::data_ranges;
 use super::{EngineError, JobControl, worker_count};
 use crate::clock::now_rfc3339;
-use crate::repo::index::fingerprint;
-use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter, frame_hash_of};
+use crate::repo::hash::{fingerprint, frame_hash_of};
+use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter};
 use crate::repo::sealer::PackSealer;
 use crate::repo::{
     BackupIndex, BackupManifest, Codec, Extent, Fingerprints, Repository, TRACKING_BLOCK_SIZE,
@@ -369,6 +369,7 @@ fn write_results(
 
 #[cfg(test)]
 mod tests {
+    use crate::kinds::{BackupKind, VolumeKind};
     use std::os::unix::fs::FileExt;
 
     use super::*;
@@ -384,17 +385,16 @@ mod tests {
                 id: id.into(),
                 name: id.into(),
                 kind: if parent.is_some() {
-                    "incremental"
+                    BackupKind::Incremental
                 } else {
-                    "full"
-                }
-                .into(),
+                    BackupKind::Full
+                },
                 parent_id: parent.map(Into::into),
                 chain_id: "c".into(),
                 volume: VolumeManifest {
                     id: "vol-0000000000000001".into(),
                     name: "v".into(),
-                    kind: "managed".into(),
+                    kind: VolumeKind::Managed,
                     path: dir.join("vol.img").display().to_string(),
                     size: SIZE,
                     created_at: String::new(),

@@ -1,6 +1,7 @@
 //! The engine's errors: what went wrong in the user's words, with the id involved.
 
 use crate::catalog::CatalogError;
+use crate::kinds::Status;
 use crate::repo::RepoError;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +116,7 @@ pub enum Refusal {
     #[error("volume {volume} is attached; detach it first (or delete with --force)")]
     VolumeAttached { volume: String },
     #[error("volume {volume} is {status}, not available (use --force to back it up anyway)")]
-    VolumeNotAvailable { volume: String, status: String },
+    VolumeNotAvailable { volume: String, status: Status },
     #[error("volume {volume}'s file {path} is gone: put it back, or delete the volume")]
     VolumeFileGone { volume: String, path: String },
     #[error("volume {volume} is {size} bytes now, not a multiple of 4096")]
@@ -135,7 +136,7 @@ pub enum Refusal {
     #[error("backup {id} is being restored; delete it when the restore ends")]
     BackupBeingRestored { id: String },
     #[error("backup {id} is {status}, not available")]
-    BackupNotAvailable { id: String, status: String },
+    BackupNotAvailable { id: String, status: Status },
     #[error("backup {id} is missing from the repository")]
     BackupNotInRepository { id: String },
     #[error("volume {volume} is attached (in-use); detach it before restoring onto it")]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// What the service hands its callers: records as the catalog keeps them, and the
 /// storage errors inside its own (the API turns them into messages and codes).
 /// Callers take them from here, not from the storage layers.
-pub use crate::catalog::{AttachmentRecord, BackupRecord, CatalogError, VolumeRecord, status};
+pub use crate::catalog::{AttachmentRecord, BackupRecord, CatalogError, Status, VolumeRecord};
 pub use crate::repo::RepoError;
 pub use error::{EngineError, InvalidRequest, Refusal};
 pub use service::Service;

@@ -19,7 +19,7 @@ use super::source::punch_hole;
 use super::{EngineError, JobControl, worker_count};
 use crate::faults::fault;
 use crate::repo::chain::ClaimPlan;
-use crate::repo::index::fingerprint;
+use crate::repo::hash::fingerprint;
 use crate::repo::pack::read_frame;
 use crate::repo::{ChainReader, Extent, Fingerprints, TRACKING_BLOCK_SIZE};
 

@@ -6,6 +6,7 @@ use target_emulator::TargetError;
 use crate::delta::DeltaError;
 use crate::engine::CatalogError;
 use crate::engine::EngineError;
+use crate::kinds::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -27,7 +28,7 @@ pub enum ExportError {
     #[error("volume {0} is not attached")]
     NotAttached(String),
     #[error("volume {volume} is {status}: only an available volume can be attached")]
-    NotAttachable { volume: String, status: String },
+    NotAttachable { volume: String, status: Status },
     #[error(
         "volume {volume} has {sessions} iSCSI session(s) logged in to {target}: log them out first, or use --force to end them"
     )]

@@ -24,7 +24,8 @@ pub use error::ExportError;
 use crate::clock::now_rfc3339;
 use crate::delta::Deltas;
 use crate::engine::Service;
-use crate::engine::{AttachmentRecord, VolumeRecord, status};
+use crate::engine::{AttachmentRecord, Status, VolumeRecord};
+use crate::kinds::VolumeKind;
 
 /// How attachments are made.
 #[derive(Clone, Debug)]
@@ -172,7 +173,7 @@ impl Exports {
                 target: a.target_name,
             });
         }
-        if volume.status != status::AVAILABLE {
+        if volume.status != Status::Available {
             return Err(ExportError::NotAttachable {
                 volume: volume.id,
                 status: volume.status,
@@ -199,7 +200,7 @@ impl Exports {
             chap_user,
             chap_secret,
             block_size,
-            read_only: req.read_only || volume.kind == "delta",
+            read_only: req.read_only || volume.kind == VolumeKind::Delta,
             attached_at: now_rfc3339(),
         };
         self.export(&volume, &record)?;
@@ -214,7 +215,7 @@ impl Exports {
             serde_json::json!({"target": record.target_name, "initiator": record.initiator,
                 "chap": !record.chap_user.is_empty(), "blockSize": block_size, "readOnly": record.read_only}),
         );
-        volume.status = status::IN_USE.to_string();
+        volume.status = Status::InUse;
         Ok((record, volume))
     }
 
@@ -246,8 +247,8 @@ impl Exports {
             &volume.id,
             serde_json::json!({"target": a.target_name, "sessionsEnded": sessions}),
         );
-        if volume.status == status::IN_USE {
-            volume.status = status::AVAILABLE.to_string();
+        if volume.status == Status::InUse {
+            volume.status = Status::Available;
         }
         Ok((volume, sessions))
     }
@@ -333,7 +334,7 @@ impl Exports {
         volume: &VolumeRecord,
         a: &AttachmentRecord,
     ) -> Result<Arc<dyn Lun>, ExportError> {
-        if volume.kind != "delta" {
+        if volume.kind != VolumeKind::Delta {
             let lun = FileLun::open(Path::new(&volume.path), a.block_size, a.read_only).map_err(
                 |source| ExportError::Open {
                     volume: volume.id.clone(),

@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 
 use super::pack::{FrameLocation, PackId};
 use super::{RepoError, write_atomic};
+
 use crate::faults::fault;
+use crate::kinds::{BackupKind, VolumeKind};
 
 const INDEX_MAGIC: &[u8; 8] = b"BDIDX002";
 const FP_MAGIC: &[u8; 8] = b"BDFP0001";
@@ -50,7 +52,7 @@ const EXTENT_LEN: usize = 8 + 4 + 16 + 8 + 4 + 32;
 pub struct VolumeManifest {
     pub id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: VolumeKind,
     pub path: String,
     pub size: u64,
     pub created_at: String,
@@ -89,7 +91,7 @@ pub struct BackupManifest {
     pub format_version: u32,
     pub id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: BackupKind,
     pub parent_id: Option<String>,
     pub chain_id: String,
     pub volume: VolumeManifest,
@@ -395,13 +397,6 @@ impl Fingerprints {
     }
 }
 
-/// The fingerprint of one tracking block.
-pub fn fingerprint(block: &[u8]) -> [u8; 16] {
-    let mut fp = [0u8; 16];
-    fp.copy_from_slice(&blake3::hash(block).as_bytes()[..16]);
-    fp
-}
-
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -439,13 +434,13 @@ mod tests {
                 format_version: 1,
                 id: "bkp-0123456789abcdef".into(),
                 name: "n".into(),
-                kind: "full".into(),
+                kind: BackupKind::Full,
                 parent_id: None,
                 chain_id: "bkp-0123456789abcdef".into(),
                 volume: VolumeManifest {
                     id: "vol-0123456789abcdef".into(),
                     name: "v".into(),
-                    kind: "managed".into(),
+                    kind: VolumeKind::Managed,
                     path: "/x".into(),
                     size: 1 << 52,
                     created_at: "t".into(),

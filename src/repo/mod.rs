@@ -15,6 +15,7 @@
 pub mod chain;
 pub mod codec;
 pub mod error;
+pub mod hash;
 pub mod index;
 pub mod pack;
 pub mod sealer;
@@ -33,7 +34,7 @@ pub use index::{
     AttachmentManifest, BackupIndex, BackupManifest, DeltaSourceManifest, Extent, Fingerprints,
     IndexHead, VolumeManifest,
 };
-pub use pack::{FrameLocation, PackId};
+pub use pack::PackId;
 
 /// Change bitmaps count in tracking blocks of this many bytes.
 pub const TRACKING_BLOCK_SIZE: u64 = 4096;

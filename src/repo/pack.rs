@@ -16,9 +16,8 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::TRACKING_BLOCK_SIZE;
 use super::codec::{Codec, MAX_FRAME_LEN};
-use super::index::fingerprint;
+use super::hash::frame_hash;
 use super::{RepoError, fsync_dir};
 use crate::faults::fault;
 
@@ -38,7 +37,7 @@ impl PackId {
         PackId(rand::random())
     }
 
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -84,6 +83,7 @@ pub struct EncodedFrame {
 impl EncodedFrame {
     /// Hashes and compresses `raw`; keeps it uncompressed when the codec does not
     /// make it smaller, so random data costs its own size plus the header.
+    #[cfg(test)]
     pub fn encode(raw: &[u8], codec: Codec) -> Result<EncodedFrame, RepoError> {
         EncodedFrame::encode_hashed(raw, codec, frame_hash(raw))
     }
@@ -108,26 +108,6 @@ impl EncodedFrame {
             data,
         })
     }
-}
-
-/// What a frame is verified by: blake3 over the fingerprints of its 4 KiB
-/// blocks. A backup has those fingerprints already, so storing a frame costs no
-/// second hashing pass over its bytes; a reader recomputes them in one pass.
-pub fn frame_hash(raw: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    for block in raw.chunks(TRACKING_BLOCK_SIZE as usize) {
-        h.update(&fingerprint(block));
-    }
-    *h.finalize().as_bytes()
-}
-
-/// `frame_hash` from the blocks' fingerprints, in block order.
-pub fn frame_hash_of<'a>(fingerprints: impl Iterator<Item = &'a [u8; 16]>) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    for fp in fingerprints {
-        h.update(fp);
-    }
-    *h.finalize().as_bytes()
 }
 
 pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
@@ -183,10 +163,6 @@ impl PackWriter {
 
     pub fn len(&self) -> u64 {
         (self.buf.len() - self.start) as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() <= PACK_MAGIC.len() as u64
     }
 
     pub fn append(&mut self, frame: &EncodedFrame) -> Result<FrameLocation, RepoError> {

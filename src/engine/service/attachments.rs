@@ -2,7 +2,7 @@
 //! (the export exists before the catalog says `in-use`), the service owns the records.
 
 use super::Service;
-use crate::catalog::{AttachmentRecord, status};
+use crate::catalog::{AttachmentRecord, Status};
 use crate::engine::EngineError;
 
 impl Service {
@@ -31,6 +31,6 @@ impl Service {
         self.catalog.delete_attachment(volume_id)?;
         Ok(self
             .catalog
-            .set_volume_status(volume_id, status::ERROR, reason)?)
+            .set_volume_status(volume_id, Status::Error, reason)?)
     }
 }

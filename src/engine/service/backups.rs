@@ -10,12 +10,13 @@ use super::{
     CreateBackup, Service, check_backup_id, check_name, lock, name_taken, new_id, not_found,
     volume_manifest,
 };
-use crate::catalog::{BackupRecord, VolumeRecord, status};
+use crate::catalog::{BackupRecord, Status, VolumeRecord};
 use crate::clock::now_rfc3339;
 use crate::engine::backup::{BackupPlan, run_backup};
 use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
 use crate::engine::source::volume_size;
 use crate::engine::{EngineError, InvalidRequest, JobControl, Refusal};
+use crate::kinds::{BackupKind, VolumeKind};
 use crate::repo::{BackupManifest, Codec, TRACKING_BLOCK_SIZE, VolumeManifest};
 
 impl Service {
@@ -25,10 +26,10 @@ impl Service {
         if !req.name.is_empty() {
             check_name("backup", &req.name)?;
         }
-        if volume.kind == "delta" {
+        if volume.kind == VolumeKind::Delta {
             return Err(InvalidRequest::DeltaNotBackedUp { volume: volume.id }.into());
         }
-        if volume.status != status::AVAILABLE && !req.force {
+        if volume.status != Status::Available && !req.force {
             return Err(Refusal::VolumeNotAvailable {
                 volume: volume.id,
                 status: volume.status,
@@ -92,16 +93,15 @@ impl Service {
                 req.name.clone()
             },
             kind: if parent.is_some() {
-                "incremental"
+                BackupKind::Incremental
             } else {
-                "full"
-            }
-            .to_string(),
+                BackupKind::Full
+            },
             parent_id: parent.as_ref().map(|p| p.id.clone()),
             chain_id: parent
                 .as_ref()
                 .map_or_else(|| id.to_string(), |p| p.chain_id.clone()),
-            status: status::CREATING.to_string(),
+            status: Status::Creating,
             size,
             compression: codec.name().to_string(),
             created_at: now_rfc3339(),
@@ -118,7 +118,7 @@ impl Service {
                 format_version: crate::repo::FORMAT_VERSION,
                 id: record.id.clone(),
                 name: record.name.clone(),
-                kind: record.kind.clone(),
+                kind: record.kind,
                 parent_id: record.parent_id.clone(),
                 chain_id: record.chain_id.clone(),
                 volume: VolumeManifest {
@@ -147,7 +147,7 @@ impl Service {
             svc.pending.set(
                 &svc.catalog,
                 Record::Backup(panic_backup.clone()),
-                status::ERROR,
+                Status::Error,
                 "internal error: the backup job panicked (see the server log)",
             );
             svc.release_volume(&panic_volume);
@@ -191,7 +191,7 @@ impl Service {
                 svc.pending.set(
                     &svc.catalog,
                     Record::Backup(backup_id.clone()),
-                    status::ERROR,
+                    Status::Error,
                     &e.to_string(),
                 );
             } else {
@@ -243,7 +243,7 @@ impl Service {
             .filter(|c| {
                 self.catalog
                     .get_backup(c)
-                    .is_ok_and(|b| b.status != status::ERROR)
+                    .is_ok_and(|b| b.status != Status::Error)
             })
             .collect();
         if !dependents.is_empty() {
@@ -261,19 +261,19 @@ impl Service {
             }
             .into());
         }
-        match backup.status.as_str() {
-            status::CREATING if !force => {
+        match backup.status {
+            Status::Creating if !force => {
                 return Err(Refusal::BackupBeingCreated { id: id.to_string() }.into());
             }
-            status::RESTORING => {
+            Status::Restoring => {
                 return Err(Refusal::BackupBeingRestored { id: id.to_string() }.into());
             }
-            status::DELETING => return Ok(backup),
+            Status::Deleting => return Ok(backup),
             _ => {}
         }
         let running = lock(&self.jobs).get(id).cloned();
-        self.catalog.set_backup_status(id, status::DELETING, "")?;
-        backup.status = status::DELETING.to_string();
+        self.catalog.set_backup_status(id, Status::Deleting, "")?;
+        backup.status = Status::Deleting;
         self.audit_action("backup.delete", id, serde_json::json!({"force": force}));
         let svc = self.clone();
         let id = id.to_string();
@@ -287,7 +287,7 @@ impl Service {
                 panic_svc.pending.set(
                     &panic_svc.catalog,
                     Record::Backup(panic_id.clone()),
-                    status::ERROR,
+                    Status::Error,
                     "internal error: the delete panicked (see the server log); delete again",
                 );
             }
@@ -327,7 +327,7 @@ impl Service {
                     svc.pending.set(
                         &svc.catalog,
                         Record::Backup(id.clone()),
-                        status::ERROR,
+                        Status::Error,
                         &e.to_string(),
                     );
                 }
@@ -337,7 +337,7 @@ impl Service {
 
     fn available_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
         let backup = self.get_backup(id)?;
-        if backup.status != status::AVAILABLE {
+        if backup.status != Status::Available {
             return Err(Refusal::BackupNotAvailable {
                 id: id.to_string(),
                 status: backup.status,
@@ -362,10 +362,10 @@ impl Service {
         let (mut target, fresh) = match volume {
             Some(v) => {
                 let target = self.get_volume(v)?;
-                if target.kind == "delta" {
+                if target.kind == VolumeKind::Delta {
                     return Err(InvalidRequest::DeltaIsReadOnly { volume: target.id }.into());
                 }
-                if target.status == status::IN_USE {
+                if target.status == Status::InUse {
                     return Err(Refusal::RestoreTargetAttached { volume: target.id }.into());
                 }
                 if target.size < backup.size {
@@ -387,10 +387,10 @@ impl Service {
                 let target = VolumeRecord {
                     id: volume_id,
                     name: name.to_string(),
-                    kind: "managed".to_string(),
+                    kind: VolumeKind::Managed,
                     path: path.display().to_string(),
                     size: backup.size,
-                    status: status::RESTORING.to_string(),
+                    status: Status::Restoring,
                     error: String::new(),
                     created_at: now_rfc3339(),
                 };
@@ -413,8 +413,8 @@ impl Service {
             &target.id,
             serde_json::json!({"sourceDetails": {"type": "volumeBackup", "id": id}, "newVolume": fresh}),
         );
-        target.status = status::RESTORING.to_string();
-        backup.status = status::RESTORING.to_string();
+        target.status = Status::Restoring;
+        backup.status = Status::Restoring;
         let (backup_id, volume_id, path) = (
             id.to_string(),
             target.id.clone(),
@@ -425,13 +425,13 @@ impl Service {
             svc.pending.set(
                 &svc.catalog,
                 Record::Volume(panic_volume.clone()),
-                status::ERROR,
+                Status::Error,
                 "internal error: the restore job panicked (see the server log)",
             );
             svc.pending.set(
                 &svc.catalog,
                 Record::Backup(panic_backup),
-                status::AVAILABLE,
+                Status::Available,
                 "",
             );
             svc.release_volume(&panic_volume);
@@ -442,10 +442,10 @@ impl Service {
                 run_restore(&svc.reader, &backup_id, &path, fresh, control)
             };
             let (st, err) = match &result {
-                Ok(()) => (status::AVAILABLE, String::new()),
+                Ok(()) => (Status::Available, String::new()),
                 Err(e) => {
                     tracing::warn!(backup = %backup_id, volume = %volume_id, error = %e, "restore failed");
-                    (status::ERROR, e.to_string())
+                    (Status::Error, e.to_string())
                 }
             };
             svc.pending
@@ -453,7 +453,7 @@ impl Service {
             svc.pending.set(
                 &svc.catalog,
                 Record::Backup(backup_id.clone()),
-                status::AVAILABLE,
+                Status::Available,
                 "",
             );
             svc.release_volume(&volume_id);
@@ -463,7 +463,7 @@ impl Service {
 
     pub fn verify_backup(&self, id: &str) -> Result<VerifyOutcome, EngineError> {
         let backup = self.get_backup(id)?;
-        if backup.status != status::AVAILABLE && backup.status != status::RESTORING {
+        if backup.status != Status::Available && backup.status != Status::Restoring {
             return Err(Refusal::BackupNotAvailable {
                 id: id.to_string(),
                 status: backup.status,

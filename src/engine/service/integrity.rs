@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use super::Service;
-use crate::catalog::{BackupRecord, Catalog, status};
+use crate::catalog::{BackupRecord, Catalog, Status};
 use crate::engine::EngineError;
 use crate::repo::{RepoError, Repository};
 
@@ -26,7 +26,7 @@ const DEPENDS_ON: &str = "depends on backup ";
 /// Whether a backup is out of service because of its index or its parent's, rather than
 /// because its own run failed: such a backup still owns its packs.
 fn out_for_its_index(b: &BackupRecord) -> bool {
-    b.status == status::ERROR
+    b.status == Status::Error
         && (b.error == INDEX_MISSING
             || b.error.starts_with(INDEX_DAMAGED)
             || b.error.starts_with(DEPENDS_ON))
@@ -53,7 +53,7 @@ pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usiz
     let mut changed = 0;
     let mut broken: Vec<(String, String)> = Vec::new();
     for b in &backups {
-        if b.status != status::AVAILABLE && !out_for_its_index(b) {
+        if b.status != Status::Available && !out_for_its_index(b) {
             continue;
         }
         if b.error.starts_with(DEPENDS_ON) {
@@ -61,16 +61,16 @@ pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usiz
         }
         match index_problem(repo, &b.id)? {
             Some(problem) => {
-                if b.status == status::AVAILABLE || b.error != problem {
+                if b.status == Status::Available || b.error != problem {
                     tracing::error!(backup = %b.id, problem, "backup taken out of service");
-                    catalog.set_backup_status(&b.id, status::ERROR, &problem)?;
+                    catalog.set_backup_status(&b.id, Status::Error, &problem)?;
                     changed += 1;
                 }
                 broken.push((b.id.clone(), problem));
             }
-            None if b.status == status::ERROR => {
+            None if b.status == Status::Error => {
                 tracing::info!(backup = %b.id, "index readable again: backup back in service");
-                catalog.set_backup_status(&b.id, status::AVAILABLE, "")?;
+                catalog.set_backup_status(&b.id, Status::Available, "")?;
                 changed += 1;
             }
             None => {}
@@ -84,9 +84,9 @@ pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usiz
             if out.insert(child.clone()) {
                 let reason = format!("{DEPENDS_ON}{id}, whose index is missing or damaged");
                 let record = catalog.get_backup(&child)?;
-                if record.status == status::AVAILABLE || out_for_its_index(&record) {
+                if record.status == Status::Available || out_for_its_index(&record) {
                     if record.error != reason {
-                        catalog.set_backup_status(&child, status::ERROR, &reason)?;
+                        catalog.set_backup_status(&child, Status::Error, &reason)?;
                         changed += 1;
                     }
                     frontier.push((child, reason));
@@ -96,8 +96,8 @@ pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usiz
     }
     // Dependents whose parent is whole again come back.
     for b in catalog.list_backups(None)? {
-        if b.status == status::ERROR && b.error.starts_with(DEPENDS_ON) && !out.contains(&b.id) {
-            catalog.set_backup_status(&b.id, status::AVAILABLE, "")?;
+        if b.status == Status::Error && b.error.starts_with(DEPENDS_ON) && !out.contains(&b.id) {
+            catalog.set_backup_status(&b.id, Status::Available, "")?;
             changed += 1;
         }
     }
@@ -126,7 +126,7 @@ pub(super) fn collect_packs(
         .list_backups(None)?
         .into_iter()
         .filter(|b| {
-            (b.status == status::AVAILABLE || b.status == status::RESTORING || out_for_its_index(b))
+            (b.status == Status::Available || b.status == Status::Restoring || out_for_its_index(b))
                 && !repo.has_index(&b.id)
         })
         .map(|b| b.id)

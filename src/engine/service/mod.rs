@@ -23,12 +23,11 @@ use std::thread::JoinHandle;
 
 use super::{EngineError, InvalidRequest, JobControl, Refusal};
 use crate::catalog::AttachmentRecord;
-use crate::catalog::{Catalog, CatalogError, VolumeRecord, status};
+use crate::catalog::{Catalog, CatalogError, Status, VolumeRecord};
 use crate::repo::{
     AttachmentManifest, ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest,
 };
 
-pub use recover::RecoverReport;
 
 pub const MAX_VOLUME_SIZE: u64 = 256 << 40;
 /// Longest volume or backup name.
@@ -148,7 +147,7 @@ impl Service {
         let interrupted: Vec<String> = catalog
             .list_backups(None)?
             .into_iter()
-            .filter(|b| b.status == status::CREATING)
+            .filter(|b| b.status == Status::Creating)
             .map(|b| b.id)
             .collect();
         let n = catalog.mark_interrupted()?;
@@ -293,7 +292,7 @@ fn volume_manifest(v: &VolumeRecord) -> VolumeManifest {
     VolumeManifest {
         id: v.id.clone(),
         name: v.name.clone(),
-        kind: v.kind.clone(),
+        kind: v.kind,
         path: v.path.clone(),
         size: v.size,
         created_at: v.created_at.clone(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::Service;
 use super::attachment_record;
-use crate::catalog::{BackupRecord, DeltaSourceRecord, VolumeRecord, status};
+use crate::catalog::{BackupRecord, DeltaSourceRecord, Status, VolumeRecord};
 use crate::engine::{EngineError, InvalidRequest};
 use crate::repo::VolumeManifest;
 
@@ -80,15 +80,14 @@ impl Service {
             let record = VolumeRecord {
                 id: v.id.clone(),
                 name: self.free_name(&v),
-                kind: v.kind.clone(),
+                kind: v.kind,
                 path: v.path.clone(),
                 size: v.size,
                 status: if present {
-                    status::AVAILABLE
+                    Status::Available
                 } else {
-                    status::ERROR
-                }
-                .to_string(),
+                    Status::Error
+                },
                 error: if present {
                     String::new()
                 } else {
@@ -121,20 +120,20 @@ impl Service {
                         m.id
                     ));
                     (
-                        status::ERROR,
+                        Status::Error,
                         format!("depends on backup {p}, whose index is missing or damaged"),
                     )
                 }
-                None => (status::AVAILABLE, String::new()),
+                None => (Status::Available, String::new()),
             };
             self.catalog.insert_backup(&BackupRecord {
                 id: m.id.clone(),
                 volume_id: m.volume.id.clone(),
                 name: m.name.clone(),
-                kind: m.kind.clone(),
+                kind: m.kind,
                 parent_id: m.parent_id.clone(),
                 chain_id: m.chain_id.clone(),
-                status: state.to_string(),
+                status: state,
                 size: m.size,
                 compression: m.compression.clone(),
                 changed_blocks: m.changed_blocks,
@@ -155,10 +154,10 @@ impl Service {
             let record = VolumeRecord {
                 id: v.id.clone(),
                 name: self.free_name(&v),
-                kind: v.kind.clone(),
+                kind: v.kind,
                 path: String::new(),
                 size: v.size,
-                status: status::AVAILABLE.to_string(),
+                status: Status::Available,
                 error: String::new(),
                 created_at: v.created_at.clone(),
             };

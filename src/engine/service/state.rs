@@ -5,6 +5,7 @@
 //! `restoring` because its final write failed. A server that stops with changes still
 //! pending loses nothing either: the next start marks what was running as interrupted.
 
+use crate::kinds::Status;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -20,7 +21,7 @@ pub(super) enum Record {
 
 #[derive(Debug, Clone)]
 struct Change {
-    status: String,
+    status: Status,
     reason: String,
 }
 
@@ -33,8 +34,8 @@ pub(super) struct PendingStates {
 /// change stays pending rather than being lost with the thread.
 fn write(catalog: &Catalog, record: &Record, change: &Change) -> Result<(), String> {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match record {
-        Record::Backup(id) => catalog.set_backup_status(id, &change.status, &change.reason),
-        Record::Volume(id) => catalog.set_volume_status(id, &change.status, &change.reason),
+        Record::Backup(id) => catalog.set_backup_status(id, change.status, &change.reason),
+        Record::Volume(id) => catalog.set_volume_status(id, change.status, &change.reason),
     }));
     match attempt {
         Ok(Ok(())) => Ok(()),
@@ -46,9 +47,9 @@ fn write(catalog: &Catalog, record: &Record, change: &Change) -> Result<(), Stri
 impl PendingStates {
     /// Sets a record's status, or keeps the change for later when the catalog refuses it
     /// (logged: the operator should know the catalog's disk is full).
-    pub(super) fn set(&self, catalog: &Catalog, record: Record, status: &str, reason: &str) {
+    pub(super) fn set(&self, catalog: &Catalog, record: Record, status: Status, reason: &str) {
         let change = Change {
-            status: status.to_string(),
+            status,
             reason: reason.to_string(),
         };
         let mut changes = lock(&self.changes);
@@ -57,7 +58,7 @@ impl PendingStates {
                 changes.remove(&record);
             }
             Err(e) => {
-                tracing::error!(?record, status, error = %e, "catalog refused a state change; kept in memory and retried");
+                tracing::error!(?record, %status, error = %e, "catalog refused a state change; kept in memory and retried");
                 changes.insert(record, change);
             }
         }
@@ -74,14 +75,14 @@ impl PendingStates {
 
     pub(super) fn overlay_backup(&self, b: &mut BackupRecord) {
         if let Some(c) = lock(&self.changes).get(&Record::Backup(b.id.clone())) {
-            b.status.clone_from(&c.status);
+            b.status = c.status;
             b.error.clone_from(&c.reason);
         }
     }
 
     pub(super) fn overlay_volume(&self, v: &mut VolumeRecord) {
         if let Some(c) = lock(&self.changes).get(&Record::Volume(v.id.clone())) {
-            v.status.clone_from(&c.status);
+            v.status = c.status;
             v.error.clone_from(&c.reason);
         }
     }

@@ -7,17 +7,18 @@ use super::{MAX_NAME_LEN, attachment_manifest};
 use super::{
     Service, check_name, check_size, lock, name_taken, new_id, not_found, volume_manifest,
 };
-use crate::catalog::{DeltaSourceRecord, VolumeRecord, status};
+use crate::catalog::{DeltaSourceRecord, Status, VolumeRecord};
 use crate::clock::now_rfc3339;
 use crate::engine::source::volume_size;
 use crate::engine::{EngineError, InvalidRequest, Refusal};
 use crate::faults::fault;
+use crate::kinds::VolumeKind;
 use crate::repo::{DeltaSourceManifest, VolumeManifest};
 
 impl Service {
     pub fn create_volume(&self, name: &str, size: u64) -> Result<VolumeRecord, EngineError> {
         let (id, path) = self.make_volume_file(name, size)?;
-        self.insert_volume(id, name, "managed", path, size)
+        self.insert_volume(id, name, VolumeKind::Managed, path, size)
     }
 
     /// A new managed volume's sparse file, not yet recorded: its id and path.
@@ -72,7 +73,7 @@ impl Service {
             .catalog
             .list_volumes()?
             .into_iter()
-            .find(|v| v.kind != "delta" && v.path == shown)
+            .find(|v| v.kind != VolumeKind::Delta && v.path == shown)
         {
             return Err(Refusal::PathAlreadyRegistered {
                 path: shown,
@@ -82,7 +83,7 @@ impl Service {
             .into());
         }
         let id = new_id("vol");
-        self.insert_volume(id, name, "registered", path, size)
+        self.insert_volume(id, name, VolumeKind::Registered, path, size)
     }
 
     /// Records a delta volume whose source `delta::rules` has validated: no file,
@@ -103,10 +104,10 @@ impl Service {
         let record = VolumeRecord {
             id: id.clone(),
             name,
-            kind: "delta".to_string(),
+            kind: VolumeKind::Delta,
             path: String::new(),
             size,
-            status: status::AVAILABLE.to_string(),
+            status: Status::Available,
             error: String::new(),
             created_at: now_rfc3339(),
         };
@@ -126,7 +127,7 @@ impl Service {
             "volume.create",
             &record.id,
             serde_json::json!({
-                "kind": "delta",
+                "kind": VolumeKind::Delta,
                 "size": record.size,
                 "sourceDetails": {
                     "changeBlockSizeInBytes": source.change_block_size,
@@ -143,22 +144,22 @@ impl Service {
         &self,
         id: String,
         name: &str,
-        kind: &str,
+        kind: VolumeKind,
         path: PathBuf,
         size: u64,
     ) -> Result<VolumeRecord, EngineError> {
         let record = VolumeRecord {
             id,
             name: name.to_string(),
-            kind: kind.to_string(),
+            kind,
             path: path.display().to_string(),
             size,
-            status: status::AVAILABLE.to_string(),
+            status: Status::Available,
             error: String::new(),
             created_at: now_rfc3339(),
         };
         if let Err(e) = self.catalog.insert_volume(&record) {
-            if kind == "managed"
+            if kind == VolumeKind::Managed
                 && let Err(cleanup) = std::fs::remove_file(&path)
             {
                 tracing::warn!(path = %path.display(), error = %cleanup, "cannot remove the file of a volume that was not recorded");
@@ -274,7 +275,7 @@ impl Service {
         if self.catalog.attachment(&volume.id)?.is_some() {
             return Err(Refusal::VolumeAttached { volume: volume.id }.into());
         }
-        if volume.kind == "managed" {
+        if volume.kind == VolumeKind::Managed {
             fault!("engine.volume.remove", |e| EngineError::io(&volume.path, e));
             match std::fs::remove_file(&volume.path) {
                 Ok(()) => {}

@@ -1,0 +1,101 @@
+//! Kinds and states of volumes and backups. Each has one string form, written at
+//! the edges that need strings (catalog columns, repository manifests, the wire)
+//! and parsed back there; everywhere else they are these enums.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value a string form names, if any.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// What a volume is.
+    VolumeKind {
+        /// A sparse file under the data directory, created and deleted by us.
+        #[default]
+        Managed = "managed",
+        /// A file or block device at a path the user gave; never deleted by us.
+        Registered = "registered",
+        /// Virtual: the delta between two backups, read-only (see `delta`).
+        Delta = "delta",
+    }
+}
+
+string_enum! {
+    /// What a backup holds: every allocated block, or those changed since its parent.
+    BackupKind {
+        #[default]
+        Full = "full",
+        Incremental = "incremental",
+    }
+}
+
+string_enum! {
+    /// Where a volume or backup is in its life (cinder's words).
+    Status {
+        Available = "available",
+        /// Where every record starts.
+        #[default]
+        Creating = "creating",
+        Restoring = "restoring",
+        Deleting = "deleting",
+        Error = "error",
+        /// A volume attached to the iSCSI target.
+        InUse = "in-use",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_form_parses_back_and_serde_agrees() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+        for k in VolumeKind::ALL {
+            assert_eq!(VolumeKind::parse(k.as_str()), Some(*k));
+            assert_eq!(serde_json::to_string(k).unwrap(), format!("\"{k}\""));
+        }
+        for k in BackupKind::ALL {
+            assert_eq!(BackupKind::parse(k.as_str()), Some(*k));
+            assert_eq!(
+                serde_json::from_str::<BackupKind>(&format!("\"{k}\"")).unwrap(),
+                *k
+            );
+        }
+        assert_eq!(Status::parse("in_use"), None);
+    }
+}
