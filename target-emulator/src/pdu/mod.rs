@@ -8,12 +8,12 @@
 
 mod bhs;
 mod digest;
-mod text;
+mod keys;
 mod types;
 
 pub use bhs::{BHS_LEN, Framing, FramingError, RawPdu, frame, padded_len};
 pub use digest::crc32c;
-pub use text::{TextKeys, encode_keys, parse_keys};
+pub use keys::{TextKeys, encode_keys, parse_keys};
 pub use types::*;
 
 /// A PDU that could not be decoded. The connection answers it with a Reject PDU or, when even the

@@ -1,4 +1,5 @@
-//! Text data segments: `key=value` pairs, each NUL-terminated (RFC 7143 §6.1).
+//! Text data segments: `key=value` pairs, each NUL-terminated (RFC 7143 §6.1). Named `keys` so
+//! it is not mistaken for the Text Request and Response PDUs (RFC 7143 §11.10–11.11).
 
 use super::PduError;
 
