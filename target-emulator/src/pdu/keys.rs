@@ -1,7 +1,7 @@
 //! Text data segments: `key=value` pairs, each NUL-terminated (RFC 7143 §6.1). Named `keys` so
 //! it is not mistaken for the Text Request and Response PDUs (RFC 7143 §11.10–11.11).
 
-use super::PduError;
+use super::error::PduError;
 
 /// Keys in the order they arrived; duplicates kept so negotiation can reject them.
 pub type TextKeys = Vec<(String, String)>;
