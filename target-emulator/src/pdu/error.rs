@@ -6,8 +6,6 @@
 pub enum PduError {
     #[error("unknown or unexpected opcode 0x{0:02x}")]
     UnknownOpcode(u8),
-    #[error("data segment of {0} bytes exceeds the limit of {1}")]
-    DataSegmentTooLong(usize, usize),
     #[error("malformed additional header segment: {0}")]
     BadAhs(&'static str),
     #[error("malformed {pdu}: {reason}")]
