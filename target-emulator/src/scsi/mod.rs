@@ -6,6 +6,9 @@
 //! that buffer. Each command family has its own module; sense bytes are built only in [`sense`].
 //! State a logical unit shares between sessions (reservations, the media lock) is a
 //! [`UnitState`], owned by the export; this layer does no I/O of its own beyond the `Lun`.
+//!
+//! Only [`lba_status`] is public, for initiators that decode GET LBA STATUS answers; the rest
+//! serves the crate's sessions and fuzz targets.
 
 mod allocation;
 mod capacity;
@@ -25,9 +28,9 @@ mod unit_attention;
 
 use crate::lun::Lun;
 use cdb::{BlockRange, Command};
-pub use limits::Limits;
-pub use nexus::Nexus;
-pub use reservations::Reservations;
+pub(crate) use limits::Limits;
+pub(crate) use nexus::Nexus;
+pub(crate) use reservations::Reservations;
 use sense::{Failure, Sense};
 use spc::{read_defect_data, report_luns, sense_data};
 use std::sync::RwLock;
@@ -35,7 +38,7 @@ use unit_attention::{Attention, UnitAttentions};
 
 /// What one logical unit keeps between commands and shares between all its sessions.
 #[derive(Debug, Default)]
-pub struct UnitState {
+pub(crate) struct UnitState {
     pub reservations: Reservations,
     pub attentions: UnitAttentions,
     /// Taken shared by every command that touches the medium and exclusively by COMPARE AND
@@ -77,7 +80,7 @@ impl UnitState {
 /// What a successful command returns: its status (GOOD, or CONDITION MET for PRE-FETCH) and the
 /// data-in bytes, already cut to the allocation length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u8,
     pub data: Vec<u8>,
 }
@@ -93,7 +96,7 @@ impl Reply {
 
 /// A parsed, checked command and the data-out bytes it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub command: Command,
     pub data_out_len: usize,
 }
@@ -143,7 +146,7 @@ impl Prepared {
 /// The logical unit a command addresses: LUN 0 with its shared state, or a LUN number that
 /// does not exist, which answers only INQUIRY, REPORT LUNS and REQUEST SENSE (SPC-4 §4.6.21).
 #[derive(Clone, Copy)]
-pub enum Addressed<'a> {
+pub(crate) enum Addressed<'a> {
     Lun {
         lun: &'a dyn Lun,
         state: &'a UnitState,
@@ -152,7 +155,7 @@ pub enum Addressed<'a> {
 }
 
 /// Parses `cdb` from `nexus` and checks it against the LUN before any data moves.
-pub fn prepare(
+pub(crate) fn prepare(
     cdb_bytes: &[u8],
     target: Addressed<'_>,
     nexus: &Nexus,
@@ -250,7 +253,7 @@ fn length_field(opcode: u8) -> u16 {
 }
 
 /// Runs a prepared command from `nexus`. `data_out` holds exactly `prepared.data_out_len` bytes.
-pub fn execute(
+pub(crate) fn execute(
     p: &Prepared,
     target: Addressed<'_>,
     nexus: &Nexus,

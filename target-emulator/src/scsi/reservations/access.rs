@@ -118,7 +118,7 @@ mod tests {
             (7, [true, true, true, false]),
         ];
         for (kind, want) in table {
-            let r = Reservations::new();
+            let r = Reservations::default();
             let (holder, other, stranger) = (nexus(1), nexus(2), nexus(3));
             run(&r, &holder, out_action::REGISTER, 0, 0, 1).unwrap();
             run(&r, &other, out_action::REGISTER, 0, 0, 2).unwrap();

@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn legacy_reservation_follows_its_nexus() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let (a, b) = (nexus(1), nexus(2));
         r.reserve(&a).unwrap();
         r.reserve(&a).unwrap();
@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn legacy_reservations_conflict_with_persistent_ones() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let a = nexus(1);
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &a, out_action::RESERVE, 1, 1, 0).unwrap();

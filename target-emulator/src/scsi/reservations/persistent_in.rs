@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn read_keys_keeps_its_length_when_truncated() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         run(&r, &nexus(1), out_action::REGISTER, 0, 0, 5).unwrap();
         let d = r.persistent_reserve_in(in_action::READ_KEYS, 8).unwrap();
         assert_eq!(d, [0, 0, 0, 1, 0, 0, 0, 8]);
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn report_capabilities_and_full_status_layouts() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let caps = r
             .persistent_reserve_in(in_action::REPORT_CAPABILITIES, 64)
             .unwrap();

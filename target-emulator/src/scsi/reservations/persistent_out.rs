@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn register_reregister_and_unregister() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let a = nexus(1);
         run(
             &r,
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn holder_unregistering_releases_unless_all_registrants() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let (a, b) = (nexus(1), nexus(2));
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &b, out_action::REGISTER, 0, 0, 2).unwrap();
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn release_with_the_wrong_type_is_refused() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let a = nexus(1);
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &a, out_action::RESERVE, 1, 1, 0).unwrap();
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn preempt_removes_a_registration_and_bumps_the_generation_once() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let (a, b) = (nexus(1), nexus(2));
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &b, out_action::REGISTER, 0, 0, 2).unwrap();
@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn preempting_the_holder_takes_the_reservation() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let (a, b) = (nexus(1), nexus(2));
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &b, out_action::REGISTER, 0, 0, 2).unwrap();
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn clear_drops_everything() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let a = nexus(1);
         run(&r, &a, out_action::REGISTER, 0, 0, 1).unwrap();
         run(&r, &a, out_action::RESERVE, 3, 1, 0).unwrap();
@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_keep() {
-        let r = Reservations::new();
+        let r = Reservations::default();
         let (o, mut p) = out(out_action::REGISTER, 0, 0, 1);
         p[20] = 0x01;
         assert!(matches!(

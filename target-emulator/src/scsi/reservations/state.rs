@@ -170,10 +170,6 @@ pub struct Reservations {
 }
 
 impl Reservations {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
