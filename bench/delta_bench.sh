@@ -25,7 +25,7 @@ mkdir -p "$WORK"
 for t in tgtd tgtadm python3; do
   command -v $t >/dev/null || { echo "$t missing: run scripts/test once"; exit 1; }
 done
-(cd "$ROOT" && cargo build --release -q -p blockdelta && cargo build --release -q -p target-emulator --example lba_scan)
+(cd "$ROOT" && cargo build --release -q -p blockdelta && cargo build --release -q -p target-emulator --example lba_scan --features initiator)
 BD=$ROOT/target/release/blockdelta
 SCAN=$ROOT/target/release/examples/lba_scan
 GEN="python3 $ROOT/bench/gen_volume.py"

@@ -10,17 +10,24 @@
 //! - [`scsi`]: pure CDB parsing, command handlers and sense data over a [`lun::Lun`].
 //! - [`pdu`]: the pure PDU codec.
 //!
-//! [`initiator`] is a small client on the same codec, for tests and tools that need what
-//! libiscsi cannot send (32-byte CDBs through the Extended-CDB AHS). [`fuzzing`] holds the
-//! entry points of the `cargo fuzz` targets in `fuzz/`.
+//! Two modules exist only behind cargo features, so a production build carries neither:
+//! `initiator` (feature `initiator`) is a small client on the same codec, for tests and tools
+//! that need what libiscsi cannot send (32-byte CDBs through the Extended-CDB AHS);
+//! `fuzzing` (feature `fuzzing`) holds the entry points of the `cargo fuzz` targets in `fuzz/`.
+//!
+//! Only what other crates name is public: [`target`] (name checks the service crate shares),
+//! [`scsi::lba_status`] (its decoder, for initiators reading GET LBA STATUS answers) and the
+//! items re-exported below. The rest is private to the crate.
 
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "initiator")]
 pub mod initiator;
-pub mod login;
-pub mod lun;
-pub mod pdu;
+mod login;
+mod lun;
+mod pdu;
 pub mod scsi;
-pub mod session;
+mod session;
 pub mod target;
 
 pub use login::Authentication;

@@ -3,7 +3,7 @@
 //!
 //! The SCSI layer speaks in logical blocks; a `Lun` is addressed in logical blocks too, so block
 //! rounding is decided once, by the implementation that knows its own granularity. Methods are
-//! synchronous: the session calls them off the async reactor (see `session::io_blocking`).
+//! synchronous: the session calls them off the async reactor (see `session::tasks::io_blocking`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

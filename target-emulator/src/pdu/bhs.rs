@@ -119,7 +119,7 @@ impl RawPdu {
         out.extend_from_slice(&self.bhs);
         out.extend_from_slice(&self.ahs);
         if header_digest {
-            let d = super::crc32c(&out[start..]);
+            let d = super::digest::crc32c(&out[start..]);
             out.extend_from_slice(&d.to_le_bytes());
         }
     }

@@ -1,75 +1,122 @@
-//! Text data segments: `key=value` pairs, each NUL-terminated (RFC 7143 §6.1).
+//! Text Request (RFC 7143 §11.10) and Text Response (§11.11). Their data segments are
+//! `key=value` pairs, parsed by [`super::keys`].
 
-use super::PduError;
+use super::bhs::RawPdu;
+use super::error::PduError;
+use super::fields::{
+    CMD_SN, EXP_CMD_SN, EXP_STAT_SN, F_BIT, ITT, MAX_CMD_SN, STAT_SN, TTT, expect_op, header,
+    lun_of, put_lun,
+};
+use super::opcode;
 
-/// Keys in the order they arrived; duplicates kept so negotiation can reject them.
-pub type TextKeys = Vec<(String, String)>;
+/// Byte 1's C bit: more text follows in the next PDU.
+const CONTINUE_BIT: u8 = 0x40;
 
-/// Longest key name RFC 7143 §6.1 allows.
-const MAX_KEY_LEN: usize = 63;
-
-/// Parses a text data segment. Trailing bytes after the last NUL (a sender that forgot the final
-/// NUL) are taken as one more pair, as open-iscsi and tgt do.
-pub fn parse_keys(data: &[u8]) -> Result<TextKeys, PduError> {
-    let mut keys = Vec::new();
-    for item in data.split(|&b| b == 0) {
-        if item.is_empty() {
-            continue;
-        }
-        let text = std::str::from_utf8(item).map_err(|_| PduError::BadText("not UTF-8"))?;
-        let (k, v) = text
-            .split_once('=')
-            .ok_or(PduError::BadText("a pair has no '='"))?;
-        if k.is_empty() || k.len() > MAX_KEY_LEN {
-            return Err(PduError::BadText(
-                "key name is empty or longer than 63 bytes",
-            ));
-        }
-        keys.push((k.to_string(), v.to_string()));
-    }
-    Ok(keys)
+fn text_flags(final_flag: bool, cont: bool) -> u8 {
+    (if final_flag { F_BIT } else { 0 }) | if cont { CONTINUE_BIT } else { 0 }
 }
 
-/// Encodes pairs as `key=value\0` each.
-pub fn encode_keys<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_ref().as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(v.as_ref().as_bytes());
-        out.push(0);
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextRequest {
+    pub immediate: bool,
+    pub final_flag: bool,
+    pub cont: bool,
+    pub lun: [u8; 8],
+    pub itt: u32,
+    pub ttt: u32,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+    pub data: Vec<u8>,
+}
+
+impl TextRequest {
+    pub fn from_raw(raw: &RawPdu) -> Result<Self, PduError> {
+        expect_op(raw, opcode::TEXT_REQUEST)?;
+        Ok(Self {
+            immediate: raw.immediate(),
+            final_flag: raw.bhs[1] & F_BIT != 0,
+            cont: raw.bhs[1] & CONTINUE_BIT != 0,
+            lun: lun_of(raw),
+            itt: raw.u32_at(ITT),
+            ttt: raw.u32_at(TTT),
+            cmd_sn: raw.u32_at(CMD_SN),
+            exp_stat_sn: raw.u32_at(EXP_STAT_SN),
+            data: raw.data.clone(),
+        })
     }
-    out
+
+    pub fn to_raw(&self) -> RawPdu {
+        let flags = text_flags(self.final_flag, self.cont);
+        let mut p = header(opcode::TEXT_REQUEST, self.immediate, flags);
+        put_lun(&mut p, &self.lun);
+        p.put_u32(ITT, self.itt);
+        p.put_u32(TTT, self.ttt);
+        p.put_u32(CMD_SN, self.cmd_sn);
+        p.put_u32(EXP_STAT_SN, self.exp_stat_sn);
+        p.data = self.data.clone();
+        p.seal()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextResponse {
+    pub final_flag: bool,
+    pub cont: bool,
+    pub lun: [u8; 8],
+    pub itt: u32,
+    pub ttt: u32,
+    pub stat_sn: u32,
+    pub exp_cmd_sn: u32,
+    pub max_cmd_sn: u32,
+    pub data: Vec<u8>,
+}
+
+impl TextResponse {
+    pub fn to_raw(&self) -> RawPdu {
+        let flags = text_flags(self.final_flag, self.cont);
+        let mut p = header(opcode::TEXT_RESPONSE, false, flags);
+        put_lun(&mut p, &self.lun);
+        p.put_u32(ITT, self.itt);
+        p.put_u32(TTT, self.ttt);
+        p.put_u32(STAT_SN, self.stat_sn);
+        p.put_u32(EXP_CMD_SN, self.exp_cmd_sn);
+        p.put_u32(MAX_CMD_SN, self.max_cmd_sn);
+        p.data = self.data.clone();
+        p.seal()
+    }
+
+    pub fn from_raw(raw: &RawPdu) -> Result<Self, PduError> {
+        expect_op(raw, opcode::TEXT_RESPONSE)?;
+        Ok(Self {
+            final_flag: raw.bhs[1] & F_BIT != 0,
+            cont: raw.bhs[1] & CONTINUE_BIT != 0,
+            lun: lun_of(raw),
+            itt: raw.u32_at(ITT),
+            ttt: raw.u32_at(TTT),
+            stat_sn: raw.u32_at(STAT_SN),
+            exp_cmd_sn: raw.u32_at(EXP_CMD_SN),
+            max_cmd_sn: raw.u32_at(MAX_CMD_SN),
+            data: raw.data.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::fields::strategies::{data, lun};
     use super::*;
     use proptest::prelude::*;
 
-    #[test]
-    fn parses_pairs_and_missing_final_nul() {
-        let k = parse_keys(b"InitiatorName=iqn.x\0SessionType=Normal").unwrap();
-        assert_eq!(k.len(), 2);
-        assert_eq!(k[1], ("SessionType".into(), "Normal".into()));
-    }
-
-    #[test]
-    fn rejects_pair_without_equals() {
-        assert!(parse_keys(b"garbage\0").is_err());
-    }
-
     proptest! {
         #[test]
-        fn round_trip(pairs in proptest::collection::vec(("[A-Za-z][A-Za-z0-9_.]{0,20}", "[ -~&&[^=]]{0,40}"), 0..8)) {
-            let enc = encode_keys(&pairs);
-            let dec = parse_keys(&enc).unwrap();
-            prop_assert_eq!(dec, pairs);
-        }
-
-        #[test]
-        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = parse_keys(&bytes);
+        fn text_round_trip(immediate: bool, final_flag: bool, cont: bool, lun in lun(), itt: u32,
+            ttt: u32, a: u32, b: u32, c: u32, data in data()) {
+            let q = TextRequest { immediate, final_flag, cont, lun, itt, ttt, cmd_sn: a,
+                exp_stat_sn: b, data: data.clone() };
+            prop_assert_eq!(TextRequest::from_raw(&q.to_raw()).unwrap(), q);
+            let r = TextResponse { final_flag, cont, lun, itt, ttt, stat_sn: a, exp_cmd_sn: b,
+                max_cmd_sn: c, data };
+            prop_assert_eq!(TextResponse::from_raw(&r.to_raw()).unwrap(), r);
         }
     }
 }

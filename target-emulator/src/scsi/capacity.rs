@@ -1,6 +1,6 @@
 //! READ CAPACITY(10) and (16) (SBC-4 §5.19, §5.20).
 
-use super::{sense::Sense, truncate};
+use super::{allocation::truncate, sense::Sense};
 use crate::lun::Lun;
 
 pub fn read_capacity_10(lun: &dyn Lun) -> Vec<u8> {

@@ -2,7 +2,7 @@
 //! (SPC-4 §6.6, §7.8; SBC-4 §6.6). Layouts and what libiscsi/QEMU check:
 //! research/scsi-facts.md §4.
 
-use super::{Limits, sense::Sense, truncate};
+use super::{allocation::truncate, limits::Limits, sense::Sense};
 use crate::lun::Lun;
 
 const VENDOR: &[u8; 8] = b"BLKDELTA";

@@ -7,7 +7,7 @@
 //! mapped extents carry provisioning status 0 under report type 0 and 3 under types 1 and 2,
 //! deallocated ones 1. PARAMETER DATA LENGTH counts only descriptors actually returned.
 
-use super::{cdb::GetLbaStatus, sense::Sense, truncate};
+use super::{allocation::truncate, cdb::GetLbaStatus, sense::Sense};
 use crate::lun::{Lun, Provisioning};
 
 const HEADER_LEN: usize = 8;

@@ -6,55 +6,39 @@
 //! that buffer. Each command family has its own module; sense bytes are built only in [`sense`].
 //! State a logical unit shares between sessions (reservations, the media lock) is a
 //! [`UnitState`], owned by the export; this layer does no I/O of its own beyond the `Lun`.
+//!
+//! Only [`lba_status`] is public, for initiators that decode GET LBA STATUS answers; the rest
+//! serves the crate's sessions and fuzz targets.
 
-pub mod capacity;
-pub mod cdb;
-pub mod inquiry;
+mod allocation;
+mod capacity;
+pub(crate) mod cdb;
+mod inquiry;
 pub mod lba_status;
-pub mod mode;
-pub mod opcodes;
-pub mod provisioning;
-pub mod read_write;
-pub mod reservations;
-pub mod sense;
-pub mod unit_attention;
+mod limits;
+mod mode;
+mod nexus;
+mod opcodes;
+mod provisioning;
+mod read_write;
+mod reservations;
+pub(crate) mod sense;
+mod spc;
+mod unit_attention;
 
 use crate::lun::Lun;
 use cdb::{BlockRange, Command};
-pub use reservations::{Nexus, Reservations};
+pub(crate) use limits::Limits;
+pub(crate) use nexus::Nexus;
+pub(crate) use reservations::Reservations;
 use sense::{Failure, Sense};
+use spc::{read_defect_data, report_luns, sense_data};
 use std::sync::RwLock;
 use unit_attention::{Attention, UnitAttentions};
 
-/// Limits the target advertises in VPD 0xB0 and enforces.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest READ/WRITE, in bytes.
-    pub max_transfer_bytes: u32,
-    /// Largest UNMAP descriptor; libiscsi holds an explicit limit above 1 Mi blocks "insane".
-    pub max_unmap_blocks: u32,
-    pub max_unmap_descriptors: u32,
-    /// Largest WRITE SAME: what the 16-bit count of WRITE SAME(10) can say.
-    pub max_write_same_blocks: u32,
-    /// Largest COMPARE AND WRITE, in blocks: what its one-byte count can say.
-    pub max_compare_and_write_blocks: u8,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_transfer_bytes: 8 << 20,
-            max_unmap_blocks: 1 << 20,
-            max_unmap_descriptors: 256,
-            max_write_same_blocks: 0xffff,
-            max_compare_and_write_blocks: 255,
-        }
-    }
-}
-
 /// What one logical unit keeps between commands and shares between all its sessions.
 #[derive(Debug, Default)]
-pub struct UnitState {
+pub(crate) struct UnitState {
     pub reservations: Reservations,
     pub attentions: UnitAttentions,
     /// Taken shared by every command that touches the medium and exclusively by COMPARE AND
@@ -96,7 +80,7 @@ impl UnitState {
 /// What a successful command returns: its status (GOOD, or CONDITION MET for PRE-FETCH) and the
 /// data-in bytes, already cut to the allocation length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u8,
     pub data: Vec<u8>,
 }
@@ -112,7 +96,7 @@ impl Reply {
 
 /// A parsed, checked command and the data-out bytes it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub command: Command,
     pub data_out_len: usize,
 }
@@ -162,7 +146,7 @@ impl Prepared {
 /// The logical unit a command addresses: LUN 0 with its shared state, or a LUN number that
 /// does not exist, which answers only INQUIRY, REPORT LUNS and REQUEST SENSE (SPC-4 §4.6.21).
 #[derive(Clone, Copy)]
-pub enum Addressed<'a> {
+pub(crate) enum Addressed<'a> {
     Lun {
         lun: &'a dyn Lun,
         state: &'a UnitState,
@@ -170,13 +154,8 @@ pub enum Addressed<'a> {
     Missing,
 }
 
-pub(crate) fn truncate(mut data: Vec<u8>, alloc: usize) -> Vec<u8> {
-    data.truncate(alloc);
-    data
-}
-
 /// Parses `cdb` from `nexus` and checks it against the LUN before any data moves.
-pub fn prepare(
+pub(crate) fn prepare(
     cdb_bytes: &[u8],
     target: Addressed<'_>,
     nexus: &Nexus,
@@ -274,7 +253,7 @@ fn length_field(opcode: u8) -> u16 {
 }
 
 /// Runs a prepared command from `nexus`. `data_out` holds exactly `prepared.data_out_len` bytes.
-pub fn execute(
+pub(crate) fn execute(
     p: &Prepared,
     target: Addressed<'_>,
     nexus: &Nexus,
@@ -408,37 +387,6 @@ pub fn execute(
 enum Media<'a> {
     Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>),
     Exclusive(#[allow(dead_code)] std::sync::RwLockWriteGuard<'a, ()>),
-}
-
-/// READ DEFECT DATA (SBC-4 §5.17, §5.18): a file has no defects. The header echoes the lists
-/// and format asked for, with an empty list.
-fn read_defect_data(r: &cdb::ReadDefectData) -> Vec<u8> {
-    let flags = (u8::from(r.primary_list) << 4) | (u8::from(r.grown_list) << 3) | r.format;
-    let d = if r.twelve_byte {
-        vec![0, flags, 0, 0, 0, 0, 0, 0]
-    } else {
-        vec![0, flags, 0, 0]
-    };
-    truncate(d, r.allocation_length as usize)
-}
-
-/// REPORT LUNS (SPC-4 §6.33): every target name has exactly one LUN, LUN 0.
-fn report_luns(alloc: u32) -> Vec<u8> {
-    let mut d = vec![0u8; 16];
-    d[0..4].copy_from_slice(&8u32.to_be_bytes());
-    truncate(d, alloc as usize)
-}
-
-/// REQUEST SENSE (SPC-4 §6.39): every CHECK CONDITION carries its sense (autosense), so the
-/// only thing pending is a unit attention condition; otherwise NO SENSE.
-fn sense_data(pending: Option<Sense>, descriptor_format: bool, alloc: u8) -> Vec<u8> {
-    let sense = pending.unwrap_or_else(Sense::no_sense);
-    let d = if descriptor_format {
-        sense.to_descriptor_bytes()
-    } else {
-        sense.to_bytes()
-    };
-    truncate(d, alloc as usize)
 }
 
 #[cfg(test)]

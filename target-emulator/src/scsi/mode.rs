@@ -1,7 +1,7 @@
 //! MODE SENSE(6) and (10) (SPC-4 §6.13, §6.14): the Caching and Control pages, a block
 //! descriptor, and WP in the device-specific parameter for read-only LUNs.
 
-use super::{cdb::ModeSense, sense::Sense, truncate};
+use super::{allocation::truncate, cdb::ModeSense, sense::Sense};
 use crate::lun::Lun;
 
 const CACHING: u8 = 0x08;

@@ -9,9 +9,9 @@
 //! usage data (`cdb_usage_data[16]` in scsi-lowlevel.h) and drops longer ones, so its
 //! ReportSupportedOpcodes.OneCommand test fails on any 32-byte CDB in the list.
 
+use super::allocation::truncate;
 use super::cdb::{ReportOpcodes, op, service_action};
 use super::sense::Sense;
-use super::truncate;
 
 /// One supported command.
 struct Supported {

@@ -1,6 +1,6 @@
 //! UNMAP and WRITE SAME (SBC-4 §5.31, §5.50, §5.51): deallocation on a thin LUN.
 
-use super::{Limits, cdb::WriteSame, read_write, sense::Sense};
+use super::{cdb::WriteSame, limits::Limits, read_write, sense::Sense};
 use crate::lun::Lun;
 
 const UNMAP_HEADER_LEN: usize = 8;

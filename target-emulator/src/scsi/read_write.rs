@@ -4,7 +4,7 @@
 //! COMPARE AND WRITE and ORWRITE read, decide and write; the caller holds the unit's media lock
 //! exclusively around them (see [`super::UnitState`]), which makes them atomic.
 
-use super::{Limits, cdb::BlockRange, sense::Sense};
+use super::{cdb::BlockRange, limits::Limits, sense::Sense};
 use crate::lun::Lun;
 
 /// Checks a range against the capacity and the transfer limit (SBC-4 §4.5: LBA + blocks past

@@ -12,7 +12,7 @@
 //! warm resets instead); nor for a new nexus, whose first command nobody expects to fail.
 
 use super::cdb::Command;
-use super::reservations::Nexus;
+use super::nexus::Nexus;
 use super::sense::Sense;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};

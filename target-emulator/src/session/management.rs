@@ -1,7 +1,7 @@
 //! The non-SCSI PDUs of the full-feature phase: NOP, task management, text (SendTargets) and
 //! logout.
 
-use super::{Flow, Queued, Session, sn_lt};
+use super::state::{Flow, Queued, Session, TextContinuation, sn_lt};
 use crate::pdu::{
     LogoutRequest, LogoutResponse, NopIn, NopOut, RESERVED_TAG, TaskMgmtRequest, TaskMgmtResponse,
     TextRequest, TextResponse, encode_keys, parse_keys,
@@ -25,13 +25,6 @@ mod tmf {
     pub const LUN_DOES_NOT_EXIST: u8 = 2;
     pub const REASSIGNMENT_NOT_SUPPORTED: u8 = 4;
     pub const FUNCTION_REJECTED: u8 = 255;
-}
-
-/// The rest of a text response too long for one PDU, sent when the initiator asks (C bit).
-pub(crate) struct TextContinuation {
-    itt: u32,
-    ttt: u32,
-    rest: Vec<u8>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {

@@ -1,19 +1,28 @@
 //! One iSCSI connection from accept to close: the login phase, then the full-feature phase.
 //!
 //! A session here has exactly one connection (MaxConnections=1, ErrorRecoveryLevel=0), so the
-//! session and connection state live together in [`Session`]. Commands execute in CmdSN order;
-//! a write waits in `writes` until its data has arrived (immediate, unsolicited, then R2T by
-//! R2T), while later commands go on. Lun I/O runs through [`io_blocking`], off the reactor.
+//! session and connection state live together in one `Session` ([`state`]). Commands execute in
+//! CmdSN order; a write waits in `writes` until its data has arrived (immediate, unsolicited,
+//! then R2T by R2T), while later commands go on. Lun I/O runs off the reactor ([`tasks`]).
+//!
+//! This module runs the login phase and hands the connection to [`dispatch`]'s read loop;
+//! [`tasks`] handles SCSI commands and their data, [`management`] the other PDUs, [`registry`]
+//! is what the session needs from the target.
 
 pub mod connection;
+mod dispatch;
 mod management;
+mod registry;
+mod state;
 mod tasks;
 
+pub use registry::{ExportLease, Registry};
+
 use crate::login::{Directory, Established, Login, SessionType, Step, negotiation::TargetLimits};
-use crate::lun::Lun;
-use crate::pdu::{PduError, RawPdu, Reject, Request, reject_reason};
-use crate::scsi::{Nexus, UnitState};
+use crate::pdu::Request;
+use crate::scsi::Nexus;
 use connection::{Connection, FrameError};
+use state::{COMMAND_WINDOW, Session};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,68 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Commands the initiator may have outstanding: MaxCmdSN = ExpCmdSN + WINDOW − 1.
-pub const COMMAND_WINDOW: u32 = 32;
 /// A login that has not completed in this time is dropped.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What a session needs from the target: the export table.
-pub trait Registry: Directory + Send + Sync {
-    /// The LUN behind a target name, for the life of one session.
-    fn export(&self, target_name: &str) -> Option<ExportLease>;
-    /// Target names an initiator may see for `SendTargets=<value>` (RFC 7143 §12.3).
-    fn send_targets(&self, initiator: &str, value: &str, current: Option<&str>) -> Vec<String>;
-}
-
-/// A session's hold on an export: the LUN and the state it shares with the export's other
-/// sessions (reservations), a token cancelled when the export is removed, and a count of
-/// sessions that drops when the lease does.
-pub struct ExportLease {
-    pub lun: Arc<dyn Lun>,
-    pub state: Arc<UnitState>,
-    pub closed: CancellationToken,
-    pub active: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl ExportLease {
-    pub fn new(
-        lun: Arc<dyn Lun>,
-        state: Arc<UnitState>,
-        closed: CancellationToken,
-        active: Arc<std::sync::atomic::AtomicUsize>,
-    ) -> Self {
-        active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self {
-            lun,
-            state,
-            closed,
-            active,
-        }
-    }
-}
-
-impl Drop for ExportLease {
-    fn drop(&mut self) {
-        self.active
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Serial-number arithmetic (RFC 1982) for CmdSN/StatSN comparisons.
-pub(crate) fn sn_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-/// Runs `f` (Lun I/O, possibly blocking on a disk) without stalling other tasks on this
-/// worker: on a multi-threaded runtime the worker hands its other tasks away first.
-pub fn io_blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
 
 /// Serves one accepted connection until logout, error or export removal. `portal` is the
 /// `host:port` SendTargets answers as each target's TargetAddress.
@@ -238,143 +187,4 @@ fn keys_for_log(data: &[u8]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A command received ahead of ExpCmdSN, held until the gap closes, or a CmdSN an ABORT TASK
-/// consumed before it arrived.
-enum Queued {
-    Command(crate::pdu::ScsiCommand),
-    Aborted,
-}
-
-pub(crate) struct Session<R, W> {
-    conn: Connection<R, W>,
-    est: Established,
-    lun: Option<Arc<dyn Lun>>,
-    /// The logical unit's shared state; `None` in discovery sessions.
-    unit: Option<Arc<UnitState>>,
-    nexus: Nexus,
-    /// `host:port` for SendTargets' TargetAddress.
-    portal: String,
-    registry: Arc<dyn Registry>,
-    limits: crate::scsi::Limits,
-    stat_sn: u32,
-    exp_cmd_sn: u32,
-    queued: HashMap<u32, Queued>,
-    writes: HashMap<u32, tasks::WriteTask>,
-    /// Tasks that failed before their unsolicited data arrived: that data is dropped quietly.
-    discarded_itts: Vec<u32>,
-    next_ttt: u32,
-    text_continuation: Option<management::TextContinuation>,
-    peer: SocketAddr,
-}
-
-/// Whether the connection goes on after a PDU.
-pub(crate) enum Flow {
-    Continue,
-    Close(String),
-}
-
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
-    fn max_cmd_sn(&self) -> u32 {
-        self.exp_cmd_sn.wrapping_add(COMMAND_WINDOW - 1)
-    }
-
-    /// The StatSN for the next status-bearing PDU.
-    fn take_stat_sn(&mut self) -> u32 {
-        let sn = self.stat_sn;
-        self.stat_sn = self.stat_sn.wrapping_add(1);
-        sn
-    }
-
-    async fn run(&mut self) -> String {
-        loop {
-            let raw = match self.conn.read_pdu().await {
-                Ok(raw) => raw,
-                Err(FrameError::Closed) => return "connection closed".into(),
-                Err(FrameError::DataDigest(raw)) => {
-                    warn!(peer = %self.peer, "data digest error; PDU rejected");
-                    if self
-                        .reject(&raw, reject_reason::DATA_DIGEST_ERROR)
-                        .await
-                        .is_err()
-                    {
-                        return "write failed".into();
-                    }
-                    continue;
-                }
-                Err(e) => return format!("connection dropped: {e}"),
-            };
-            let flow = match Request::from_raw(&raw) {
-                Ok(req) => self.dispatch(req, &raw).await,
-                Err(e) => self.rejected(&raw, e).await,
-            };
-            let flow = match flow {
-                Ok(f) => f,
-                Err(e) => return format!("write failed: {e}"),
-            };
-            if let Flow::Close(why) = flow {
-                let _ = self.conn.flush().await;
-                return why;
-            }
-            if self.conn.input_drained()
-                && let Err(e) = self.conn.flush().await
-            {
-                return format!("write failed: {e}");
-            }
-        }
-    }
-
-    async fn dispatch(&mut self, req: Request, raw: &RawPdu) -> std::io::Result<Flow> {
-        match req {
-            Request::ScsiCommand(cmd) => self.on_command(cmd).await,
-            Request::DataOut(d) => self.on_data_out(d).await,
-            Request::NopOut(n) => self.on_nop(n).await,
-            Request::TaskMgmt(t) => self.on_task_management(t).await,
-            Request::Text(t) => self.on_text(t).await,
-            Request::Logout(l) => self.on_logout(l).await,
-            Request::Login(_) => {
-                self.reject(raw, reject_reason::PROTOCOL_ERROR).await?;
-                Ok(Flow::Continue)
-            }
-            Request::Snack => {
-                self.reject(raw, reject_reason::SNACK_REJECT).await?;
-                Ok(Flow::Continue)
-            }
-        }
-    }
-
-    async fn rejected(&mut self, raw: &RawPdu, e: PduError) -> std::io::Result<Flow> {
-        warn!(peer = %self.peer, "rejected PDU: {e}");
-        let reason = match e {
-            PduError::UnknownOpcode(_) => reject_reason::COMMAND_NOT_SUPPORTED,
-            _ => reject_reason::INVALID_PDU_FIELD,
-        };
-        self.reject(raw, reason).await?;
-        Ok(Flow::Continue)
-    }
-
-    async fn reject(&mut self, raw: &RawPdu, reason: u8) -> std::io::Result<()> {
-        let r = Reject {
-            reason,
-            stat_sn: self.take_stat_sn(),
-            exp_cmd_sn: self.exp_cmd_sn,
-            max_cmd_sn: self.max_cmd_sn(),
-            rejected_bhs: raw.bhs,
-        };
-        self.conn.write_pdu(&r.to_raw()).await
-    }
-
-    /// Records that the non-immediate PDU with `cmd_sn` has been received, if it is the next
-    /// one, and releases any queued commands that follow it. Returns false if `cmd_sn` lies
-    /// outside the window (RFC 7143 §4.2.2.1: such a PDU is silently ignored).
-    fn accept_cmd_sn(&mut self, cmd_sn: u32) -> bool {
-        if sn_lt(cmd_sn, self.exp_cmd_sn) || sn_lt(self.max_cmd_sn(), cmd_sn) {
-            return false;
-        }
-        if cmd_sn == self.exp_cmd_sn {
-            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-        }
-        true
-    }
 }

@@ -1,8 +1,8 @@
 //! SCSI tasks on a session: command ordering by CmdSN, write data collection (immediate,
 //! unsolicited, R2T), execution, and the Data-In / SCSI Response that end a task.
 
-use super::{Flow, Queued, Session, io_blocking, sn_lt};
-use crate::Lun;
+use super::state::{Flow, Queued, Session, WriteTask, sn_lt};
+use crate::lun::Lun;
 use crate::pdu::{
     DataIn, DataOut, RESERVED_TAG, ReadyToTransfer, Residual, ScsiCommand, ScsiResponse,
 };
@@ -12,21 +12,15 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
-/// A write whose data is still arriving.
-pub(crate) struct WriteTask {
-    cmd: ScsiCommand,
-    prepared: Prepared,
-    /// Bytes we will take: the CDB's need, capped by ExpectedDataTransferLength.
-    needed: usize,
-    /// Bytes the CDB asked for, for the residual.
-    requested: usize,
-    buffer: Vec<u8>,
-    /// Unsolicited data (immediate + Data-Out with the reserved TTT) has ended.
-    unsolicited_done: bool,
-    /// The R2T we sent and still expect data for: (TTT, end offset, next DataSN).
-    r2t: Option<(u32, usize, u32)>,
-    next_unsolicited_data_sn: u32,
-    r2t_sn: u32,
+/// Runs `f` (Lun I/O, possibly blocking on a disk) without stalling other tasks on this
+/// worker: on a multi-threaded runtime the worker hands its other tasks away first.
+fn io_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
