@@ -6,58 +6,40 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use target_emulator::sparse;
+
 use super::{EngineError, InvalidRequest};
 
-/// Size in bytes of a regular file or block device.
+/// Size in bytes of a regular file or block device; anything else is refused.
 pub fn volume_size(path: &Path) -> Result<u64, EngineError> {
     let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path.display(), e))?;
     let ft = meta.file_type();
-    if ft.is_file() {
-        return Ok(meta.len());
-    }
-    if ft.is_block_device() {
-        let f = File::open(path).map_err(|e| EngineError::io(path.display(), e))?;
-        // SAFETY: lseek on a valid, owned descriptor.
-        let end = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
-        if end < 0 {
-            return Err(EngineError::io(
-                path.display(),
-                std::io::Error::last_os_error(),
-            ));
+    if !ft.is_file() && !ft.is_block_device() {
+        return Err(InvalidRequest::NotABlockSource {
+            path: path.display().to_string(),
         }
-        return Ok(end as u64);
+        .into());
     }
-    Err(InvalidRequest::NotABlockSource {
-        path: path.display().to_string(),
-    }
-    .into())
+    File::open(path)
+        .and_then(|f| sparse::device_size(&f))
+        .map_err(|e| EngineError::io(path.display(), e))
 }
 
 /// The byte ranges of `file` that may hold data, in order, aligned outward to
 /// `align`, within `[0, size)`. Holes are skipped without reading them; a file
 /// system or device that cannot say gives one range over everything.
 pub fn data_ranges(file: &File, size: u64, align: u64) -> Result<Vec<(u64, u64)>, EngineError> {
-    let fd = file.as_raw_fd();
     let mut out: Vec<(u64, u64)> = Vec::new();
     let mut pos: u64 = 0;
     while pos < size {
-        // SAFETY: lseek on a valid descriptor; it does not touch memory.
-        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break; // no data after pos
-            }
-            return Ok(vec![(0, size)]); // SEEK_DATA unsupported here
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let hole = if hole < 0 { size as i64 } else { hole };
-        let start = (data as u64 / align) * align;
-        let end = (hole as u64)
-            .div_ceil(align)
-            .saturating_mul(align)
-            .min(size);
+        let data = match sparse::next_data(file, pos) {
+            Ok(Some(data)) => data,
+            Ok(None) => break,                    // no data after pos
+            Err(_) => return Ok(vec![(0, size)]), // SEEK_DATA unsupported here
+        };
+        let hole = sparse::next_hole(file, data).ok().flatten().unwrap_or(size);
+        let start = (data / align) * align;
+        let end = hole.div_ceil(align).saturating_mul(align).min(size);
         if start >= size {
             break;
         }

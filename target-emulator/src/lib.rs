@@ -28,6 +28,7 @@ mod lun;
 mod pdu;
 pub mod scsi;
 mod session;
+pub mod sparse;
 pub mod target;
 
 pub use login::Authentication;

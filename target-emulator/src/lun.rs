@@ -99,7 +99,7 @@ impl FileLun {
             .read(true)
             .write(!read_only)
             .open(path)?;
-        let size = device_size(&file)?;
+        let size = crate::sparse::device_size(&file)?;
         if size % block_size as u64 != 0 || size == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -123,31 +123,6 @@ impl FileLun {
         debug_assert!(lba + (len as u64 / self.block_size as u64) <= self.block_count);
         lba * self.block_size as u64
     }
-
-    /// `lseek(fd, from, whence)`, with ENXIO ("no more data") as `None`.
-    fn seek(&self, from: u64, whence: libc::c_int) -> std::io::Result<Option<u64>> {
-        // SAFETY: lseek on a file descriptor we own; no memory is passed.
-        let r = unsafe { libc::lseek(self.file.as_raw_fd(), from as libc::off_t, whence) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                return Ok(None);
-            }
-            return Err(e);
-        }
-        Ok(Some(r as u64))
-    }
-}
-
-fn device_size(file: &File) -> std::io::Result<u64> {
-    let meta = file.metadata()?;
-    use std::os::unix::fs::FileTypeExt;
-    if meta.file_type().is_block_device() {
-        let mut f = file;
-        use std::io::Seek;
-        return f.seek(std::io::SeekFrom::End(0));
-    }
-    Ok(meta.len())
 }
 
 /// A short stable serial: a hash of the canonical path, so a re-export keeps its identity.
@@ -224,7 +199,9 @@ impl Lun for FileLun {
         let bs = self.block_size as u64;
         let size = self.block_count * bs;
         let at = lba * bs;
-        let data = self.seek(at, libc::SEEK_DATA)?.unwrap_or(size).min(size);
+        let data = crate::sparse::next_data(&self.file, at)?
+            .unwrap_or(size)
+            .min(size);
         if data > at {
             // Hole from `at` to `data`; a partial block at the end of the hole holds data.
             let blocks = (data - at) / bs;
@@ -232,7 +209,9 @@ impl Lun for FileLun {
                 return Ok((Provisioning::Deallocated, blocks));
             }
         }
-        let hole = self.seek(at, libc::SEEK_HOLE)?.unwrap_or(size).min(size);
+        let hole = crate::sparse::next_hole(&self.file, at)?
+            .unwrap_or(size)
+            .min(size);
         let end = hole.div_ceil(bs).min(self.block_count);
         Ok((Provisioning::Mapped, (end - lba).max(1)))
     }

@@ -28,7 +28,6 @@ use crate::repo::{
     AttachmentManifest, ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest,
 };
 
-
 pub const MAX_VOLUME_SIZE: u64 = 256 << 40;
 /// Longest volume or backup name.
 pub const MAX_NAME_LEN: usize = 128;
