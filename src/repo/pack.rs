@@ -197,7 +197,12 @@ impl PackWriter {
         let len = self.len();
         let outcome = self.write_durably(len);
         if outcome.is_err() {
-            let _ = std::fs::remove_file(&self.tmp_path);
+            // Cleanup only: a leftover under tmp/ is removed by the next collection.
+            if let Err(e) = std::fs::remove_file(&self.tmp_path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %self.tmp_path.display(), error = %e, "cannot remove an unfinished pack");
+            }
         }
         outcome.map(|()| len)
     }

@@ -95,8 +95,14 @@ impl Drop for PackSealer {
     /// writes into the repository after its job has ended.
     fn drop(&mut self) {
         self.queue = None;
+        // The backup is failing already and reports its own error; a seal failure
+        // or panic behind it is only logged.
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "sealing a pack of a failed backup"),
+                Err(_) => tracing::error!("the pack sealer panicked during a failed backup"),
+            }
         }
     }
 }
