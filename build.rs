@@ -6,6 +6,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "proto/blockdelta/v1/volume.proto",
     "proto/blockdelta/v1/backup.proto",
+    "proto/blockdelta/v1/identity.proto",
     "proto/csi/v1/snapshot_metadata.proto",
 ];
 

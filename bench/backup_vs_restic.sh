@@ -57,12 +57,13 @@ bench_kind() { # $1 = sparse | mixed
     fi
     echo "[$kind] volume: $(du -h --apparent-size "$VOL" | cut -f1) apparent, $(du -h "$VOL" | cut -f1) allocated"
 
-    "$BD" serve --data-dir "$dir/bd-data" --grpc-listen 127.0.0.1:0 --iscsi-listen 127.0.0.1:0 \
+    "$BD" serve --data-dir "$dir/bd-data" --grpc-listen 127.0.0.1:0 --iscsi-listen 127.0.0.1:0 --volume-root "$dir" \
         >"$dir/serve.out" 2>"$dir/serve.err" &
     SERVER_PID=$!
     for _ in $(seq 100); do grep -q "grpc listening on" "$dir/serve.out" && break; sleep 0.1; done
     local ADDR
     ADDR=$(sed -n 's/^grpc listening on //p' "$dir/serve.out")
+    BLOCKDELTA_TOKEN=$(cat "$dir/bd-data/admin.token"); export BLOCKDELTA_TOKEN
     bd() { "$BD" --server "http://$ADDR" "$@"; }
     bd volume register --name bench --path "$VOL" >/dev/null
 

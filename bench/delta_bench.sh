@@ -29,7 +29,9 @@ done
 BD=$ROOT/target/release/blockdelta
 SCAN=$ROOT/target/release/examples/lba_scan
 GEN="python3 $ROOT/bench/gen_volume.py"
-CLIENT="python3 $ROOT/bench/delta_client.py"
+# grpcio lives in the venv scripts/test makes (target/venv).
+PY=python3; [ -x "$ROOT/target/venv/bin/python3" ] && PY="$ROOT/target/venv/bin/python3"
+CLIENT="$PY $ROOT/bench/delta_client.py"
 GIB=$((1 << 30))
 
 SERVER_PID=
@@ -47,11 +49,14 @@ cleanup() {
 trap cleanup EXIT
 
 start_server() {
-  "$BD" serve --data-dir "$WORK/bd-data" --grpc-listen 127.0.0.1:0 --iscsi-listen 127.0.0.1:0 \
+  "$BD" serve --data-dir "$WORK/bd-data" --grpc-listen 127.0.0.1:0 --iscsi-listen 127.0.0.1:0 --volume-root "$WORK" \
     >"$WORK/serve.out" 2>>"$WORK/serve.err" &
   SERVER_PID=$!
   for _ in $(seq 100); do grep -q "grpc listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
   ADDR=$(sed -n 's/^grpc listening on //p' "$WORK/serve.out")
+  # Every call carries the admin token the first start wrote (the CLI and delta_client.py
+  # read BLOCKDELTA_TOKEN): the figures include authentication.
+  BLOCKDELTA_TOKEN=$(cat "$WORK/bd-data/admin.token"); export BLOCKDELTA_TOKEN
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
 bd() { "$BD" --server "http://$ADDR" "$@"; }

@@ -35,9 +35,21 @@ def stubs():
     return grpc, volume_pb2, volume_pb2_grpc, backup_pb2, backup_pb2_grpc
 
 
+def channel(server):
+    """A channel whose calls carry BLOCKDELTA_TOKEN, as the CLI's do."""
+    import grpc
+
+    sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+    from workflow import authed
+
+    raw = grpc.insecure_channel(server)
+    return raw, authed(raw, os.environ["BLOCKDELTA_TOKEN"])
+
+
 def create(server, first, second, cbs, repeat):
     grpc, vpb, vgrpc, _, _ = stubs()
-    with grpc.insecure_channel(server) as ch:
+    raw, ch = channel(server)
+    with raw:
         volumes = vgrpc.VolumeServiceStub(ch)
         volumes.ListVolumes(vpb.ListVolumesRequest())  # connect outside the timing
         times = []
@@ -54,7 +66,8 @@ def create(server, first, second, cbs, repeat):
 
 def listing(server, first, second, out):
     grpc, vpb, vgrpc, bpb, bgrpc = stubs()
-    with grpc.insecure_channel(server) as ch:
+    raw, ch = channel(server)
+    with raw:
         volumes, backups = vgrpc.VolumeServiceStub(ch), bgrpc.BackupServiceStub(ch)
         volumes.ListVolumes(vpb.ListVolumesRequest())
         t0 = time.perf_counter()

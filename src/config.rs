@@ -12,6 +12,10 @@
 //! iscsi_discovery_chap_user = "disc"      # with the secret: SendTargets needs CHAP
 //! iscsi_discovery_chap_secret = "…"
 //! delta_enabled = true    # false: CreateVolume from two backups answers NOT_FOUND
+//! volume_roots = ["/srv/volumes", "/dev/disk/by-id"]   # where admins may register host paths
+//! tls_cert = "/etc/blockdelta/server.pem"   # with tls_key: gRPC over TLS
+//! tls_key = "/etc/blockdelta/server.key"
+//! tls_client_ca = "/etc/blockdelta/clients-ca.pem"   # clients must present a certificate
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -40,8 +44,17 @@ pub struct Config {
     /// host may ask which targets it may log in to.
     pub iscsi_discovery_chap_user: Option<String>,
     pub iscsi_discovery_chap_secret: Option<String>,
-    /// Delta volumes may be created (Oracle's per-project feature switch).
+    /// Delta volumes may be created (Oracle's per-project feature switch): the default
+    /// of every project that has no setting of its own.
     pub delta_enabled: bool,
+    /// The only places host paths may be registered or restored onto (checked after
+    /// canonicalisation). Empty: no host path at all.
+    pub volume_roots: Vec<PathBuf>,
+    /// PEM certificate chain and key: gRPC over TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -56,6 +69,10 @@ impl Default for Config {
             iscsi_discovery_chap_user: None,
             iscsi_discovery_chap_secret: None,
             delta_enabled: true,
+            volume_roots: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -71,6 +88,11 @@ pub struct Overrides {
     pub iscsi_discovery_chap_user: Option<String>,
     pub iscsi_discovery_chap_secret: Option<String>,
     pub delta_enabled: Option<bool>,
+    /// Replaces the file's list when not empty.
+    pub volume_roots: Vec<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +149,37 @@ impl Config {
         }
         if let Some(d) = overrides.delta_enabled {
             config.delta_enabled = d;
+        }
+        if !overrides.volume_roots.is_empty() {
+            config.volume_roots = overrides.volume_roots;
+        }
+        if let Some(c) = overrides.tls_cert {
+            config.tls_cert = Some(c);
+        }
+        if let Some(k) = overrides.tls_key {
+            config.tls_key = Some(k);
+        }
+        if let Some(c) = overrides.tls_client_ca {
+            config.tls_client_ca = Some(c);
+        }
+        match (&config.tls_cert, &config.tls_key, &config.tls_client_ca) {
+            (Some(_), Some(_), _) | (None, None, None) => {}
+            (None, None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS first)".into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert and tls_key go together".into(),
+                ));
+            }
+        }
+        if let Some(relative) = config.volume_roots.iter().find(|r| !r.is_absolute()) {
+            return Err(ConfigError::Invalid(format!(
+                "volume_roots entry {} must be an absolute path",
+                relative.display()
+            )));
         }
         if !target_emulator::target::valid_name(&format!("{}:vol-0", config.iscsi_iqn_prefix)) {
             return Err(ConfigError::Invalid(format!(

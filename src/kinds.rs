@@ -75,6 +75,50 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// What a token may do (Keystone's default roles).
+    Role {
+        /// Its own project: read and list only.
+        #[default]
+        Reader = "reader",
+        /// Its own project: create, read, delete.
+        Member = "member",
+        /// Every project; acts for one when the call names it.
+        Admin = "admin",
+    }
+}
+
+impl Role {
+    /// Whether this role may do what `needed` may: admin ⊇ member ⊇ reader.
+    pub fn at_least(self, needed: Role) -> bool {
+        self.rank() >= needed.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Role::Reader => 0,
+            Role::Member => 1,
+            Role::Admin => 2,
+        }
+    }
+}
+
+string_enum! {
+    /// What a quota limits (cinder's names, plus delta volumes).
+    QuotaResource {
+        /// Managed and registered volumes (delta volumes have their own quota).
+        #[default]
+        Volumes = "volumes",
+        /// GiB of those volumes' sizes.
+        Gigabytes = "gigabytes",
+        /// Backups not in `error`.
+        Backups = "backups",
+        /// GiB of those backups' volume sizes (cinder counts the volume, not the bytes stored).
+        BackupGigabytes = "backup_gigabytes",
+        DeltaVolumes = "delta_volumes",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

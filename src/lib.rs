@@ -8,6 +8,7 @@
 //! - [`repo`]: pack/extent store, backup indexes, the chain read path.
 //! - [`catalog`]: volumes, backups, delta sources, attachments, audit log (SQLite).
 //! - [`clock`]: "now", for every layer.
+//! - [`identity`]: callers, roles, tokens, the RPC access rules, volume roots, quota arithmetic.
 //! - [`engine`]: backup, restore, verify pipelines and the service logic.
 //! - [`delta`]: the delta use case (`Deltas`): rules, map, listings, the delta volume.
 //! - [`export`]: attachments on the built-in iSCSI target.
@@ -22,11 +23,12 @@ mod delta;
 mod engine;
 mod export;
 mod faults;
+mod identity;
 mod kinds;
 mod repo;
 mod sync;
 
 // What the server binary wires together; everything else stays inside the crate.
 pub use delta::Deltas;
-pub use engine::Service;
+pub use engine::{EngineError, Service};
 pub use export::{ExportConfig, Exports};

@@ -5,6 +5,36 @@
 //! A failing call exits with status 1 and prints `error: CODE: message`, CODE
 //! being the gRPC code name (INVALID_ARGUMENT, NOT_FOUND, ...).
 
+/// `print!` / `println!` for the client's output. Output may go to `head` or a closed pipe:
+/// then the command ends quietly (status 0), as Unix tools do, instead of panicking. SIGPIPE
+/// stays ignored, so a server closing its socket is an error the CLI reports, not a silent
+/// death by signal.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::stdout_result(write!(std::io::stdout(), $($arg)*));
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::stdout_result(writeln!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// What a failed write to stdout means: a closed pipe ends the command quietly; anything
+/// else (a full disk under a redirect) is an error.
+fn stdout_result(r: std::io::Result<()>) {
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 mod cli;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +62,21 @@ struct Cli {
     /// Print one JSON object per record instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Bearer token [default: ./blockdelta-data/admin.token when it exists].
+    #[arg(long, global = true, env = "BLOCKDELTA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Act for this project (admins only).
+    #[arg(long = "project", global = true, env = "BLOCKDELTA_PROJECT")]
+    acting_for: Option<String>,
+    /// PEM CA that signed the server's certificate, for `--server https://…`.
+    #[arg(long, global = true, env = "BLOCKDELTA_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate, when the server requires one (mutual TLS).
+    #[arg(long, global = true, env = "BLOCKDELTA_CLIENT_CERT")]
+    client_cert: Option<std::path::PathBuf>,
+    /// PEM key of --client-cert.
+    #[arg(long, global = true, env = "BLOCKDELTA_CLIENT_KEY")]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +101,17 @@ enum Command {
     },
     /// Remove repository packs that no backup references.
     Gc,
+    /// Projects (admins create and delete them).
+    #[command(subcommand)]
+    Project(cli::identity::ProjectCommand),
+    /// Bearer tokens: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(cli::identity::TokenCommand),
+    /// Per-project limits (cinder's names): show, set, defaults.
+    #[command(subcommand)]
+    Quota(cli::identity::QuotaCommand),
+    /// The token's id, project and role.
+    Whoami,
     /// Rebuild missing catalog records from the repository alone.
     Recover {
         /// The server's repository folder (DATA_DIR/repository).
@@ -93,11 +149,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => return cli::serve::serve(args).await,
         client => client,
     };
-    // A client's output may go to `head` or a closed pipe: end quietly, as Unix tools do,
-    // instead of panicking in println!. (The server keeps ignoring SIGPIPE: its sockets.)
-    // SAFETY: restoring the default disposition of a signal before any output.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let channel = cli::connect(&cli.server).await?;
+    let tls = cli::ClientTls {
+        ca_cert: cli.ca_cert,
+        client_cert: cli.client_cert,
+        client_key: cli.client_key,
+    };
+    let credentials = cli::Credentials::new(cli.token, cli.acting_for.clone())?;
+    let channel = cli::connect(&cli.server, &tls, credentials).await?;
     match command {
         Command::Serve(args) => cli::serve::serve(args).await,
         Command::Volume(cmd) => cli::volumes::run(channel, cmd, cli.json).await,
@@ -105,6 +163,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ChangedBlocks(args) => cli::changed::run(channel, args, cli.json).await,
         Command::Audit { id } => cli::volumes::audit(channel, id).await,
         Command::Gc => cli::backups::gc(channel, cli.json).await,
+        Command::Project(cmd) => cli::identity::project(channel, cmd, cli.json).await,
+        Command::Token(cmd) => cli::identity::token(channel, cmd, cli.acting_for, cli.json).await,
+        Command::Quota(cmd) => cli::identity::quota(channel, cmd, cli.json).await,
+        Command::Whoami => cli::identity::whoami(channel, cli.json).await,
         Command::Recover { repository } => {
             cli::backups::recover(channel, repository, cli.json).await
         }

@@ -43,9 +43,21 @@ fn bad_input_gets_a_clear_status_and_changes_nothing() {
             "--name",
             "nope",
             "--path",
-            "/no/such/file",
+            dir.path().join("no/such/file").to_str().unwrap(),
         ],
         "INVALID_ARGUMENT",
+    );
+    // Outside the volume roots the answer is the same whether the path exists or not.
+    server.fails(
+        &[
+            "volume",
+            "register",
+            "--name",
+            "nope",
+            "--path",
+            "/no/such/file",
+        ],
+        "PERMISSION_DENIED",
     );
     server.fails(
         &["volume", "create", "--name", "good", "--size", "4096"],

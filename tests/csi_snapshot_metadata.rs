@@ -15,12 +15,11 @@ use blockdelta::api::csi_pb::{
 use common::delta::{SparseModel, coarse_extents, diff};
 use common::*;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const SIZE: u64 = 64 << 20;
 
 async fn allocated(
-    c: &mut SnapshotMetadataClient<Channel>,
+    c: &mut SnapshotMetadataClient<Authed>,
     id: &str,
     starting_offset: i64,
     max_results: i32,
@@ -57,7 +56,7 @@ async fn allocated(
 }
 
 async fn delta(
-    c: &mut SnapshotMetadataClient<Channel>,
+    c: &mut SnapshotMetadataClient<Authed>,
     base: &str,
     target: &str,
     starting_offset: i64,
@@ -112,9 +111,7 @@ async fn allocated_and_delta_extents_resume_and_csi_error_codes() {
     let full2 = s(&server.backup(&vol, &[])["id"]);
     m.fill(9000, 1, false);
     let inc2 = s(&server.backup(&vol, &["--incremental"])["id"]);
-    let mut c = SnapshotMetadataClient::connect(server.url.clone())
-        .await
-        .unwrap();
+    let mut c = SnapshotMetadataClient::new(server.channel().await);
 
     // Allocated: exactly the full's non-zero blocks, in messages of at most 3 tuples.
     let nonzero: BTreeSet<u64> = gen0.keys().copied().collect();

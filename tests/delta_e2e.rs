@@ -160,10 +160,16 @@ fn check_listings(server: &Server, first: &str, second: &str, cbs: u64, expected
 }
 
 /// CSI GetMetadataDelta over gRPC, from `starting_offset`, `max_results` a message.
-async fn csi_delta(url: &str, base: &str, target: &str, starting_offset: i64) -> Vec<(u64, u64)> {
+/// The token travels in the request's `secrets` map, as the Kubernetes sidecar sends it.
+async fn csi_delta(
+    server: &Server,
+    base: &str,
+    target: &str,
+    starting_offset: i64,
+) -> Vec<(u64, u64)> {
     use blockdelta::api::csi_pb::snapshot_metadata_client::SnapshotMetadataClient;
     use blockdelta::api::csi_pb::{BlockMetadataType, GetMetadataDeltaRequest};
-    let mut c = SnapshotMetadataClient::connect(url.to_string())
+    let mut c = SnapshotMetadataClient::connect(server.url.clone())
         .await
         .expect("connect");
     let mut stream = c
@@ -172,7 +178,7 @@ async fn csi_delta(url: &str, base: &str, target: &str, starting_offset: i64) ->
             target_snapshot_id: target.into(),
             starting_offset,
             max_results: 7,
-            secrets: Default::default(),
+            secrets: [("token".to_string(), server.token())].into(),
         })
         .await
         .expect("GetMetadataDelta")
@@ -352,14 +358,14 @@ async fn oracle_workflow_create_attach_scan_read_list_detach_delete() {
             check_listings(&server, a, b, cbs, &expected);
             if cbs == 4096 {
                 assert_eq!(
-                    csi_delta(&server.url, a, b, 0).await,
+                    csi_delta(&server, a, b, 0).await,
                     expected,
                     "GetMetadataDelta"
                 );
                 // Resuming mid-extent: the first tuple ends after the offset.
                 if let Some(&(off, len)) = expected.get(expected.len() / 2) {
                     let resume = off + len / 2 + 100;
-                    let got = csi_delta(&server.url, a, b, resume as i64).await;
+                    let got = csi_delta(&server, a, b, resume as i64).await;
                     assert!(got[0].0 + got[0].1 > resume);
                     let tail: Vec<(u64, u64)> =
                         expected.iter().copied().filter(|e| e.0 > off).collect();

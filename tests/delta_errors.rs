@@ -95,9 +95,7 @@ impl Row {
             self.what,
             self.says
         );
-        let mut c = VolumeServiceClient::connect(server.url.clone())
-            .await
-            .expect("connect");
+        let mut c = VolumeServiceClient::new(server.channel().await);
         let st = c.create_volume(self.request()).await.expect_err(self.what);
         assert_eq!(st.code(), self.code, "{}: {}", self.what, st.message());
         assert!(

@@ -296,7 +296,7 @@ fn defect_6_small_ones_each_get_a_clear_answer() {
     let data = dir.path().join("data");
     let server = Server::start(&data);
 
-    // A closed pipe ends the CLI quietly (SIGPIPE), not with a panic.
+    // A closed pipe ends the CLI quietly, not with a panic.
     for i in 0..3 {
         server.create_volume(&format!("p{i}"), 1 << 20);
     }
@@ -306,6 +306,7 @@ fn defect_6_small_ones_each_get_a_clear_answer() {
             "{BIN} --server {} --json volume list | head -1 >/dev/null; echo \"${{PIPESTATUS:-}}\"",
             server.url
         ))
+        .env("BLOCKDELTA_TOKEN", server.token())
         .output()
         .unwrap();
     assert!(

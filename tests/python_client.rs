@@ -1,4 +1,5 @@
-//! Acceptance item 3 of the delta-volume issue: a Python client generated from
+//! Acceptance item 3 of the delta-volume issue, and item 2 of the identity issue (a
+//! member token runs the workflow; a reader token reads and is refused the rest): a Python client generated from
 //! proto/ with grpcio-tools runs Oracle's workflow against a real server
 //! (tests/python/workflow.py), and lists services and methods through gRPC
 //! reflection as `grpcurl list` / `describe` do (grpcurl itself is not packaged
@@ -24,6 +25,11 @@ fn python_client_from_the_protos_runs_the_workflow_and_lists_by_reflection() {
     );
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
+    server.json1(&["project", "create", "py"]);
+    let token = |role: &str| {
+        s(&server.json1(&["--project", "py", "token", "create", "--role", role])["token"])
+    };
+    let (member, reader) = (token("member"), token("reader"));
     let root = env!("CARGO_MANIFEST_DIR");
     let (ok, out, err) = run_bounded(
         Command::new("python3")
@@ -31,12 +37,17 @@ fn python_client_from_the_protos_runs_the_workflow_and_lists_by_reflection() {
             .args(["--server", server.url.trim_start_matches("http://")])
             .args(["--proto", &format!("{root}/proto")])
             .arg("--work")
-            .arg(dir.path()),
+            .arg(dir.path())
+            .args(["--token", &member, "--reader-token", &reader]),
         Duration::from_secs(300),
     );
     println!("{out}");
     assert!(ok, "workflow.py failed:\n{out}\n{err}");
     assert!(out.contains("python client: ok"));
+    assert!(
+        out.contains("4 mutating calls refused with PERMISSION_DENIED"),
+        "{out}"
+    );
     for listed in [
         "blockdelta.v1.VolumeService",
         "csi.v1.SnapshotMetadata",

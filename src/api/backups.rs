@@ -7,10 +7,12 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth::caller;
 use super::pb::backup_service_server::BackupService;
 use super::{Api, ApiError, blocking, convert, pb};
 use crate::delta::listing::{self, Listing};
 use crate::engine::service::CreateBackup;
+use crate::identity::Caller;
 
 pub struct BackupApi {
     pub api: Arc<Api>,
@@ -34,11 +36,12 @@ fn extents_message(listing: &Listing, extents: Vec<(u64, u64)>, next: String) ->
 /// A ListChangedBlocks request as a listing, where it starts and its page size.
 fn changed_listing(
     api: &Api,
+    who: &Caller,
     r: &pb::ListChangedBlocksRequest,
 ) -> Result<(Listing, u64, usize), ApiError> {
     let listing = api
         .deltas
-        .changed(&r.first_backup_id, &r.second_backup_id, r.block_size)?;
+        .changed(who, &r.first_backup_id, &r.second_backup_id, r.block_size)?;
     let max = listing::max_results(r.max_results as u64)?;
     let start = listing.start(&r.page_token, r.starting_block_index)?;
     Ok((listing, start, max))
@@ -56,16 +59,20 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
-            let b = svc.create_backup(CreateBackup {
-                volume: r.volume,
-                name: r.name,
-                incremental: r.incremental,
-                force: r.force,
-                compression: r.compression,
-            })?;
+            let b = svc.create_backup(
+                &who,
+                CreateBackup {
+                    volume: r.volume,
+                    name: r.name,
+                    incremental: r.incremental,
+                    force: r.force,
+                    compression: r.compression,
+                },
+            )?;
             Ok(convert::backup(svc, b))
         })
         .await
@@ -75,11 +82,12 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
             let backups = svc
-                .list_backups(non_empty(&r.volume))?
+                .list_backups(&who, non_empty(&r.volume))?
                 .into_iter()
                 .map(|b| convert::backup(svc, b))
                 .collect();
@@ -92,10 +100,11 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
-            Ok(convert::backup(svc, svc.get_backup(&r.id)?))
+            Ok(convert::backup(svc, svc.get_backup(&who, &r.id)?))
         })
         .await
     }
@@ -104,10 +113,14 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
-            Ok(convert::backup(svc, svc.delete_backup(&r.id, r.force)?))
+            Ok(convert::backup(
+                svc,
+                svc.delete_backup(&who, &r.id, r.force)?,
+            ))
         })
         .await
     }
@@ -116,10 +129,12 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::RestoreBackupRequest>,
     ) -> Result<Response<pb::RestoreBackupResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
-            let (b, v) = svc.restore_backup(&r.id, non_empty(&r.volume), non_empty(&r.name))?;
+            let (b, v) =
+                svc.restore_backup(&who, &r.id, non_empty(&r.volume), non_empty(&r.name))?;
             Ok(pb::RestoreBackupResponse {
                 backup: Some(convert::backup(svc, b)),
                 volume: Some(convert::volume(api, v)),
@@ -132,10 +147,11 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<pb::VerifyBackupResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
-            let out = svc.verify_backup(&r.id)?;
+            let out = svc.verify_backup(&who, &r.id)?;
             Ok(pb::VerifyBackupResponse {
                 id: r.id,
                 ok: true,
@@ -151,9 +167,10 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::ListChangedBlocksRequest>,
     ) -> Result<Response<pb::BlockExtents>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let (listing, start, max) = changed_listing(api, &r)?;
+            let (listing, start, max) = changed_listing(api, &who, &r)?;
             let (extents, next) = listing.page(start, max);
             Ok(extents_message(&listing, extents, listing.token(next)))
         })
@@ -166,9 +183,10 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::ListChangedBlocksRequest>,
     ) -> Result<Response<ExtentStream>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         // Validate and compute before the stream starts, so errors are the call's.
-        let listing = blocking(&self.api, move |api| changed_listing(api, &r))
+        let listing = blocking(&self.api, move |api| changed_listing(api, &who, &r))
             .await?
             .into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -195,9 +213,10 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::ListAllocatedBlocksRequest>,
     ) -> Result<Response<pb::BlockExtents>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let listing = api.deltas.allocated(&r.backup_id, r.block_size)?;
+            let listing = api.deltas.allocated(&who, &r.backup_id, r.block_size)?;
             let max = listing::max_results(r.max_results as u64)?;
             let start = listing.start(&r.page_token, r.starting_block_index)?;
             let (extents, next) = listing.page(start, max);
@@ -225,10 +244,11 @@ impl BackupService for BackupApi {
         &self,
         req: Request<pb::RecoverCatalogRequest>,
     ) -> Result<Response<pb::RecoverCatalogResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let svc = &api.svc;
-            let report = svc.recover(&r.repository)?;
+            let report = svc.recover(&who, &r.repository)?;
             api.exports.export_recovered();
             Ok(pb::RecoverCatalogResponse {
                 volumes_recovered: report.volumes,

@@ -22,9 +22,14 @@ pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
         .attachment(&v.id)
         .ok()
         .flatten()
-        .map(|(a, sessions)| attachment(api, a, sessions));
+        .map(|(a, sessions)| pb::Attachment {
+            // The secret leaves the server in AttachVolume's answer only.
+            chap_secret: String::new(),
+            ..attachment(api, a, sessions)
+        });
     pb::Volume {
         id: v.id,
+        project: v.project,
         name: v.name,
         kind: v.kind.to_string(),
         path: v.path,
@@ -68,6 +73,7 @@ pub fn backup(svc: &Service, b: BackupRecord) -> pb::Backup {
     });
     pb::Backup {
         id: b.id,
+        project: b.project,
         volume_id: b.volume_id,
         name: b.name,
         kind: b.kind.to_string(),

@@ -125,6 +125,11 @@ impl SnapshotMetadata for CsiApi {
         &self,
         req: Request<GetMetadataAllocatedRequest>,
     ) -> Result<Response<Self::GetMetadataAllocatedStream>, Status> {
+        let who = self
+            .api
+            .auth
+            .csi_caller(req.extensions(), &req.get_ref().secrets)
+            .await?;
         let r = req.into_inner();
         let (listing, start, per_message) = prepare(&self.api, move |api| {
             let per_message = check_fields(
@@ -132,7 +137,7 @@ impl SnapshotMetadata for CsiApi {
                 r.starting_offset,
                 r.max_results,
             )?;
-            let listing = api.deltas.allocated(&r.snapshot_id, CSI_BLOCK_SIZE)?;
+            let listing = api.deltas.allocated(&who, &r.snapshot_id, CSI_BLOCK_SIZE)?;
             let start = first_block(&listing, r.starting_offset)?;
             Ok((listing, start, per_message))
         })
@@ -153,6 +158,11 @@ impl SnapshotMetadata for CsiApi {
         &self,
         req: Request<GetMetadataDeltaRequest>,
     ) -> Result<Response<Self::GetMetadataDeltaStream>, Status> {
+        let who = self
+            .api
+            .auth
+            .csi_caller(req.extensions(), &req.get_ref().secrets)
+            .await?;
         let r = req.into_inner();
         let (listing, start, per_message) = prepare(&self.api, move |api| {
             let per_message = check_fields(
@@ -163,9 +173,12 @@ impl SnapshotMetadata for CsiApi {
                 r.starting_offset,
                 r.max_results,
             )?;
-            let listing =
-                api.deltas
-                    .changed(&r.base_snapshot_id, &r.target_snapshot_id, CSI_BLOCK_SIZE)?;
+            let listing = api.deltas.changed(
+                &who,
+                &r.base_snapshot_id,
+                &r.target_snapshot_id,
+                CSI_BLOCK_SIZE,
+            )?;
             let start = first_block(&listing, r.starting_offset)?;
             Ok((listing, start, per_message))
         })

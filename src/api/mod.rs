@@ -3,9 +3,11 @@
 //! and reflection. Handlers decode and encode; the engine, `delta` and `export`
 //! validate, and `status` is the only place errors become status codes.
 
+pub mod auth;
 pub mod backups;
 pub mod convert;
 pub mod csi;
+pub mod identity;
 pub mod status;
 pub mod volumes;
 
@@ -38,8 +40,28 @@ pub struct Api {
     pub exports: Arc<Exports>,
     /// The delta use case: plans, listings, the source of delta volumes.
     pub deltas: Arc<Deltas>,
-    /// Delta volumes may be created (the `delta_enabled` setting).
+    /// Delta volumes may be created (the `delta_enabled` setting): each project's
+    /// default, which its own setting overrides.
     pub delta_enabled: bool,
+    /// Checks every call's token (the layer in front of all services).
+    pub auth: Arc<auth::Authenticator>,
+}
+
+impl Api {
+    pub fn new(
+        svc: Arc<Service>,
+        exports: Arc<Exports>,
+        deltas: Arc<Deltas>,
+        delta_enabled: bool,
+    ) -> Arc<Api> {
+        Arc::new(Api {
+            auth: auth::Authenticator::new(svc.clone()),
+            svc,
+            exports,
+            deltas,
+            delta_enabled,
+        })
+    }
 }
 
 /// Runs blocking work (SQLite, files, bitmaps) off the reactor and maps its error.
@@ -55,13 +77,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(status::to_status)
 }
 
-/// Serves the gRPC services on `listener` until `shutdown` resolves.
+/// Serves the gRPC services on `listener` (over TLS when `tls` is given) until
+/// `shutdown` resolves. Every call but health and reflection needs a token.
 pub async fn serve(
     api: Arc<Api>,
     listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use pb::backup_service_server::BackupServiceServer;
+    use pb::identity_service_server::IdentityServiceServer;
     use pb::volume_service_server::VolumeServiceServer;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -73,6 +98,9 @@ pub async fn serve(
     health
         .set_serving::<csi_pb::snapshot_metadata_server::SnapshotMetadataServer<csi::CsiApi>>()
         .await;
+    health
+        .set_serving::<IdentityServiceServer<identity::IdentityApi>>()
+        .await;
     // Both reflection versions: grpcurl and most tools ask v1, Python's
     // grpcio-reflection client still asks v1alpha.
     let reflection = || {
@@ -80,7 +108,14 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .layer(auth::AuthLayer {
+            auth: api.auth.clone(),
+        })
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -88,6 +123,9 @@ pub async fn serve(
             api: api.clone(),
         }))
         .add_service(BackupServiceServer::new(backups::BackupApi {
+            api: api.clone(),
+        }))
+        .add_service(IdentityServiceServer::new(identity::IdentityApi {
             api: api.clone(),
         }))
         .add_service(

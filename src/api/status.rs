@@ -25,6 +25,12 @@ pub enum ApiError {
     /// A CSI offset outside the volume.
     #[error("{0}")]
     OutOfRange(String),
+    /// No token, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's role may not make this call.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 pub fn to_status(e: ApiError) -> Status {
@@ -90,6 +96,8 @@ fn code(e: &ApiError) -> Code {
         ApiError::Catalog(e) => catalog_code(e),
         ApiError::InvalidArgument(_) => Code::InvalidArgument,
         ApiError::OutOfRange(_) => Code::OutOfRange,
+        ApiError::Unauthenticated(_) => Code::Unauthenticated,
+        ApiError::PermissionDenied(_) => Code::PermissionDenied,
     }
 }
 
@@ -98,6 +106,7 @@ fn engine_code(e: &EngineError) -> Code {
         EngineError::Invalid(_) => Code::InvalidArgument,
         EngineError::NotFound { .. } => Code::NotFound,
         EngineError::Refused(_) => Code::FailedPrecondition,
+        EngineError::Denied(_) => Code::PermissionDenied,
         EngineError::Interrupted => Code::Aborted,
         EngineError::Damaged { .. } | EngineError::VerifyFailed { .. } => Code::DataLoss,
         EngineError::Repo(r) => repo_code(r),
@@ -157,6 +166,8 @@ fn catalog_code(e: &CatalogError) -> Code {
     match e {
         CatalogError::NotFound { .. } => Code::NotFound,
         CatalogError::NameTaken { .. } => Code::AlreadyExists,
+        CatalogError::Ambiguous { .. } => Code::InvalidArgument,
+        CatalogError::QuotaExceeded(_) => Code::ResourceExhausted,
         e if e.is_disk_full() => Code::ResourceExhausted,
         CatalogError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
         CatalogError::Sqlite(_) | CatalogError::Io { .. } | CatalogError::Corrupt(_) => {

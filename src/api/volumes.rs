@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::caller;
 use super::pb::volume_service_server::VolumeService;
 use super::{Api, ApiError, blocking, convert, pb};
 use crate::delta::{DeltaError, DeltaRequest};
 use crate::export::AttachRequest;
+use crate::identity::Caller;
 
 pub struct VolumeApi {
     pub api: Arc<Api>,
@@ -17,23 +19,27 @@ pub struct VolumeApi {
 /// from bitmaps only (to report its size), record it. No backup data is read.
 fn create_delta_volume(
     api: &Api,
+    caller: &Caller,
     name: &str,
     details: pb::VolumeSourceDetails,
     vpus_per_gb: Option<i64>,
 ) -> Result<pb::Volume, ApiError> {
-    if !api.delta_enabled {
+    if !api.svc.delta_enabled(caller.owner(), api.delta_enabled) {
         return Err(DeltaError::Disabled.into());
     }
-    let plan = api.deltas.plan(&DeltaRequest {
-        source_type: details.r#type,
-        first_backup_id: details.first_backup_id,
-        second_backup_id: details.second_backup_id,
-        change_block_size: details.change_block_size_in_bytes,
-        vpus_per_gb,
-    })?;
-    let record = api
-        .svc
-        .create_delta_volume(name, plan.volume_size(), &plan.source_record())?;
+    let plan = api.deltas.plan(
+        caller,
+        &DeltaRequest {
+            source_type: details.r#type,
+            first_backup_id: details.first_backup_id,
+            second_backup_id: details.second_backup_id,
+            change_block_size: details.change_block_size_in_bytes,
+            vpus_per_gb,
+        },
+    )?;
+    let record =
+        api.svc
+            .create_delta_volume(caller, name, plan.volume_size(), &plan.source_record())?;
     Ok(convert::volume(api, record))
 }
 
@@ -43,12 +49,13 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| match r.source_details {
-            Some(details) => create_delta_volume(api, &r.name, details, r.vpus_per_gb),
+            Some(details) => create_delta_volume(api, &who, &r.name, details, r.vpus_per_gb),
             None => Ok(convert::volume(
                 api,
-                api.svc.create_volume(&r.name, r.size)?,
+                api.svc.create_volume(&who, &r.name, r.size)?,
             )),
         })
         .await
@@ -58,9 +65,10 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::RegisterVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let v = api.svc.register_volume(&r.name, &r.path)?;
+            let v = api.svc.register_volume(&who, &r.name, &r.path)?;
             Ok(convert::volume(api, v))
         })
         .await
@@ -68,12 +76,13 @@ impl VolumeService for VolumeApi {
 
     async fn list_volumes(
         &self,
-        _req: Request<pb::ListVolumesRequest>,
+        req: Request<pb::ListVolumesRequest>,
     ) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let who = caller(&req)?;
         blocking(&self.api, move |api| {
             let volumes = api
                 .svc
-                .list_volumes()?
+                .list_volumes(&who)?
                 .into_iter()
                 .map(|v| convert::volume(api, v))
                 .collect();
@@ -86,9 +95,10 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::GetVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            Ok(convert::volume(api, api.svc.get_volume(&r.volume)?))
+            Ok(convert::volume(api, api.svc.get_volume(&who, &r.volume)?))
         })
         .await
     }
@@ -97,9 +107,10 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::DeleteVolumeRequest>,
     ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let v = api.exports.delete_volume(&r.volume, r.force)?;
+            let v = api.exports.delete_volume(&who, &r.volume, r.force)?;
             Ok(pb::DeleteVolumeResponse { id: v.id })
         })
         .await
@@ -109,9 +120,11 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::AttachVolumeRequest>,
     ) -> Result<Response<pb::Attachment>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let (a, _) = api.exports.attach(
+                &who,
                 &r.volume,
                 &AttachRequest {
                     initiator: r.initiator,
@@ -129,9 +142,10 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::DetachVolumeRequest>,
     ) -> Result<Response<pb::DetachVolumeResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
-            let (v, sessions_ended) = api.exports.detach(&r.volume, r.force)?;
+            let (v, sessions_ended) = api.exports.detach(&who, &r.volume, r.force)?;
             Ok(pb::DetachVolumeResponse {
                 volume: Some(convert::volume(api, v)),
                 sessions_ended,
@@ -144,11 +158,12 @@ impl VolumeService for VolumeApi {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let who = caller(&req)?;
         let r = req.into_inner();
         blocking(&self.api, move |api| {
             let id = (!r.id.is_empty()).then_some(r.id.as_str());
             Ok(pb::ListAuditEventsResponse {
-                events: api.svc.audit_events(id)?,
+                events: api.svc.audit_events(&who, id)?,
             })
         })
         .await

@@ -6,7 +6,7 @@
 use crate::faults::fault;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Catalog, CatalogError, VolumeRecord, insert_volume_row};
+use super::{Catalog, CatalogError, Quota, VolumeRecord, insert_volume_row};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeltaSourceRecord {
@@ -19,15 +19,20 @@ pub struct DeltaSourceRecord {
 }
 
 impl Catalog {
-    /// Inserts a delta volume and its source in one transaction.
+    /// Inserts a delta volume and its source in one transaction, after reserving its
+    /// quota unless `Quota::Exempt`.
     pub fn insert_delta_volume(
         &self,
         volume: &VolumeRecord,
         source: &DeltaSourceRecord,
+        quota: Quota,
     ) -> Result<(), CatalogError> {
         fault!("catalog.insert_delta_volume", CatalogError::disk_full);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if quota == Quota::Reserve {
+            super::quotas::reserve_on(&tx, &volume.project, super::volume_ask(volume))?;
+        }
         insert_volume_row(&tx, volume)?;
         tx.execute(
             "INSERT INTO delta_sources (volume_id, first_backup_id, second_backup_id, change_block_size,

@@ -8,6 +8,16 @@ pub enum CatalogError {
     NotFound { kind: &'static str, id: String },
     #[error("{kind} named {name:?} already exists")]
     NameTaken { kind: &'static str, name: String },
+    #[error(
+        "{kind} name {name:?} is used in projects {projects:?}: give its id, or act for one project"
+    )]
+    Ambiguous {
+        kind: &'static str,
+        name: String,
+        projects: Vec<String>,
+    },
+    #[error(transparent)]
+    QuotaExceeded(#[from] crate::identity::quota::QuotaExceeded),
     /// The records contradict each other (a parent loop, say).
     #[error("catalog is inconsistent: {0}")]
     Corrupt(String),

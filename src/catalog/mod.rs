@@ -8,6 +8,9 @@
 pub mod attachments;
 pub mod deltas;
 pub mod error;
+pub mod identity;
+mod migrations;
+mod quotas;
 
 use crate::faults::fault;
 use std::path::Path;
@@ -18,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 pub use attachments::AttachmentRecord;
 pub use deltas::DeltaSourceRecord;
 pub use error::CatalogError;
+pub use identity::{ProjectRecord, TokenRecord};
 
 /// Backup ids, as the engine makes them: `bkp-` and 16 lower-case hex digits.
 pub fn well_formed_backup_id(id: &str) -> bool {
@@ -51,11 +55,15 @@ macro_rules! text_column {
         }
     )+};
 }
-text_column!(BackupKind, Status, VolumeKind);
+text_column!(BackupKind, Status, VolumeKind, Role, QuotaResource);
+use crate::identity::quota::Ask;
+use crate::kinds::{QuotaResource, Role};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeRecord {
     pub id: String,
+    /// The project that owns it (and its backups, attachment and delta sources).
+    pub project: String,
     pub name: String,
     pub kind: VolumeKind,
     pub path: String,
@@ -83,37 +91,14 @@ pub struct BackupRecord {
     pub error: String,
     pub created_at: String,
     pub completed_at: String,
+    /// Its volume's project.
+    pub project: String,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS volumes (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, path TEXT NOT NULL,
-    size INTEGER NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS backups (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, volume_id TEXT NOT NULL,
-    name TEXT NOT NULL, kind TEXT NOT NULL, parent_id TEXT, chain_id TEXT NOT NULL,
-    status TEXT NOT NULL, size INTEGER NOT NULL, compression TEXT NOT NULL,
-    changed_blocks INTEGER NOT NULL DEFAULT 0, allocated_blocks INTEGER NOT NULL DEFAULT 0,
-    stored_bytes INTEGER NOT NULL DEFAULT 0, content_hash TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, completed_at TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS backups_volume ON backups(volume_id);
-CREATE INDEX IF NOT EXISTS backups_parent ON backups(parent_id);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS delta_sources (
-    volume_id TEXT PRIMARY KEY, first_backup_id TEXT NOT NULL, second_backup_id TEXT NOT NULL,
-    change_block_size INTEGER NOT NULL, changed_bytes INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS delta_sources_first ON delta_sources(first_backup_id);
-CREATE INDEX IF NOT EXISTS delta_sources_second ON delta_sources(second_backup_id);
-CREATE TABLE IF NOT EXISTS attachments (
-    volume_id TEXT PRIMARY KEY, target_name TEXT NOT NULL UNIQUE, initiator TEXT NOT NULL,
-    chap_user TEXT NOT NULL, chap_secret TEXT NOT NULL, block_size INTEGER NOT NULL,
-    read_only INTEGER NOT NULL, attached_at TEXT NOT NULL);
-";
-
 const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
-     changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at";
+     changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at, project";
+
+const VOLUME_COLUMNS: &str = "id, name, kind, path, size, status, error, created_at, project";
 
 pub struct Catalog {
     conn: Mutex<Connection>,
@@ -127,11 +112,11 @@ impl Catalog {
                 source,
             })?;
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
+        migrations::migrate(&mut conn)?;
         Ok(Catalog {
             conn: Mutex::new(conn),
         })
@@ -141,9 +126,18 @@ impl Catalog {
         crate::sync::lock(&self.conn)
     }
 
-    pub fn insert_volume(&self, v: &VolumeRecord) -> Result<(), CatalogError> {
+    /// Inserts a volume after reserving its quota (unless `Quota::Exempt`), in one
+    /// transaction.
+    pub fn insert_volume(&self, v: &VolumeRecord, quota: Quota) -> Result<(), CatalogError> {
         fault!("catalog.insert_volume", CatalogError::disk_full);
-        insert_volume_row(&self.conn(), v)
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if quota == Quota::Reserve {
+            quotas::reserve_on(&tx, &v.project, volume_ask(v))?;
+        }
+        insert_volume_row(&tx, v)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn volume_from_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
@@ -156,31 +150,50 @@ impl Catalog {
             status: r.get(5)?,
             error: r.get(6)?,
             created_at: r.get(7)?,
+            project: r.get(8)?,
         })
     }
 
-    /// A volume by id or by name.
-    pub fn find_volume(&self, id_or_name: &str) -> Result<VolumeRecord, CatalogError> {
-        self.conn()
-            .query_row(
-                "SELECT id, name, kind, path, size, status, error, created_at FROM volumes
-                 WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-                [id_or_name],
-                Self::volume_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| CatalogError::NotFound {
+    /// A volume by id, or by name within the projects `scope` admits (`None`: every
+    /// project; a name two projects use is then ambiguous and must be given as an id).
+    /// Another project's volume is not found, exactly as one that does not exist.
+    pub fn find_volume(
+        &self,
+        id_or_name: &str,
+        scope: Option<&str>,
+    ) -> Result<VolumeRecord, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes
+             WHERE (id = ?1 OR name = ?1) AND (?2 IS NULL OR project = ?2)
+             ORDER BY id = ?1 DESC LIMIT 2"
+        ))?;
+        let found: Vec<VolumeRecord> = stmt
+            .query_map(params![id_or_name, scope], Self::volume_from_row)?
+            .collect::<Result<_, _>>()?;
+        match found.as_slice() {
+            [] => Err(CatalogError::NotFound {
                 kind: "volume",
                 id: id_or_name.to_string(),
-            })
+            }),
+            [one, ..] if one.id == id_or_name => Ok(one.clone()),
+            [one] => Ok(one.clone()),
+            [a, b] => Err(CatalogError::Ambiguous {
+                kind: "volume",
+                name: id_or_name.to_string(),
+                projects: vec![a.project.clone(), b.project.clone()],
+            }),
+            _ => unreachable!("LIMIT 2"),
+        }
     }
 
-    pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, CatalogError> {
+    /// Volumes of the projects `scope` admits, oldest first.
+    pub fn list_volumes(&self, scope: Option<&str>) -> Result<Vec<VolumeRecord>, CatalogError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, kind, path, size, status, error, created_at FROM volumes ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([], Self::volume_from_row)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE ?1 IS NULL OR project = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([scope], Self::volume_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -210,16 +223,31 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn insert_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+    /// Inserts a backup after reserving its quota (unless `Quota::Exempt`, or it is
+    /// recorded as `error` already), in one transaction.
+    pub fn insert_backup(&self, b: &BackupRecord, quota: Quota) -> Result<(), CatalogError> {
         fault!("catalog.insert_backup", CatalogError::disk_full);
-        self.conn().execute(
-            &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if quota == Quota::Reserve && b.status != Status::Error {
+            quotas::reserve_on(
+                &tx,
+                &b.project,
+                Ask {
+                    count: QuotaResource::Backups,
+                    size: Some((QuotaResource::BackupGigabytes, b.size)),
+                },
+            )?;
+        }
+        tx.execute(
+            &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
             params![
                 b.id, b.volume_id, b.name, b.kind, b.parent_id, b.chain_id, b.status, b.size as i64,
                 b.compression, b.changed_blocks as i64, b.allocated_blocks as i64, b.stored_bytes as i64,
-                b.content_hash, b.error, b.created_at, b.completed_at
+                b.content_hash, b.error, b.created_at, b.completed_at, b.project
             ],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -241,14 +269,16 @@ impl Catalog {
             error: r.get(13)?,
             created_at: r.get(14)?,
             completed_at: r.get(15)?,
+            project: r.get(16)?,
         })
     }
 
-    pub fn get_backup(&self, id: &str) -> Result<BackupRecord, CatalogError> {
+    /// A backup of a project `scope` admits (`None`: any).
+    pub fn get_backup(&self, id: &str, scope: Option<&str>) -> Result<BackupRecord, CatalogError> {
         self.conn()
             .query_row(
-                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1"),
-                [id],
+                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"),
+                params![id, scope],
                 Self::backup_from_row,
             )
             .optional()?
@@ -258,13 +288,18 @@ impl Catalog {
             })
     }
 
-    /// Backups oldest first, optionally of one volume.
-    pub fn list_backups(&self, volume_id: Option<&str>) -> Result<Vec<BackupRecord>, CatalogError> {
+    /// Backups oldest first, optionally of one volume, of the projects `scope` admits.
+    pub fn list_backups(
+        &self,
+        volume_id: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<BackupRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {BACKUP_COLUMNS} FROM backups WHERE ?1 IS NULL OR volume_id = ?1 ORDER BY seq"
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE (?1 IS NULL OR volume_id = ?1)
+             AND (?2 IS NULL OR project = ?2) ORDER BY seq"
         ))?;
-        let rows = stmt.query_map([volume_id], Self::backup_from_row)?;
+        let rows = stmt.query_map(params![volume_id, scope], Self::backup_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -331,6 +366,7 @@ impl Catalog {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         if fresh {
+            quotas::reserve_on(&tx, &volume.project, volume_ask(volume))?;
             insert_volume_row(&tx, volume)?;
         } else {
             tx.execute(
@@ -392,49 +428,74 @@ impl Catalog {
         Ok(n)
     }
 
-    /// Appends one JSON object to the audit log, at `at`.
-    pub fn audit_at(&self, at: &str, event: &serde_json::Value) -> Result<(), CatalogError> {
+    /// Appends one JSON object to `project`'s audit log, at `at`.
+    pub fn audit_at(
+        &self,
+        at: &str,
+        project: &str,
+        event: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
         fault!("catalog.audit_at", CatalogError::disk_full);
         self.conn().execute(
-            "INSERT INTO audit (at, event) VALUES (?1, ?2)",
-            params![at, event.to_string()],
+            "INSERT INTO audit (at, event, project) VALUES (?1, ?2, ?3)",
+            params![at, event.to_string(), project],
         )?;
         Ok(())
     }
 
-    /// Appends one JSON object to the audit log, now.
-    pub fn audit(&self, event: &serde_json::Value) -> Result<(), CatalogError> {
-        self.audit_at(&crate::clock::now_rfc3339(), event)
-    }
-
-    /// Whether the audit log holds nothing (a catalog rebuilt by recover).
-    pub fn audit_is_empty(&self) -> Result<bool, CatalogError> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
-        Ok(n == 0)
-    }
-
-    /// The audit log as JSON lines, oldest first.
-    pub fn audit_lines(&self) -> Result<Vec<String>, CatalogError> {
+    /// The audit log of the projects `scope` admits as JSON lines, oldest first.
+    pub fn audit_lines(&self, scope: Option<&str>) -> Result<Vec<String>, CatalogError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT at, event FROM audit ORDER BY seq")?;
-        let rows = stmt.query_map([], |r| {
+        // By time: recover appends older history after what a rebuilt catalog has.
+        let mut stmt = conn.prepare(
+            "SELECT at, event FROM audit WHERE ?1 IS NULL OR project = ?1 ORDER BY at, seq",
+        )?;
+        let rows = stmt.query_map([scope], |r| {
             let at: String = r.get(0)?;
             let event: String = r.get(1)?;
-            Ok(format!("{{\"at\":\"{at}\",\"event\":{event}}}"))
+            Ok(audit_line(&at, &event))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
+/// An audit log line as the API shows it: `{"at": …, "event": …}`.
+pub fn audit_line(at: &str, event: &str) -> String {
+    format!("{{\"at\":\"{at}\",\"event\":{event}}}")
+}
+
+/// Whether an insert counts against its project's quotas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    /// A new record: refused (creating nothing) when over a limit.
+    Reserve,
+    /// A record that existed before (recover brings it back): never refused.
+    Exempt,
+}
+
+/// What a new volume takes of its project's quotas.
+pub(crate) fn volume_ask(v: &VolumeRecord) -> Ask {
+    match v.kind {
+        VolumeKind::Delta => Ask {
+            count: QuotaResource::DeltaVolumes,
+            size: None,
+        },
+        _ => Ask {
+            count: QuotaResource::Volumes,
+            size: Some((QuotaResource::Gigabytes, v.size)),
+        },
+    }
+}
+
 /// Inserts a volume row on `conn` (a connection or a transaction), refusing a
-/// name another volume has.
+/// name another volume of its project has.
 pub(crate) fn insert_volume_row(conn: &Connection, v: &VolumeRecord) -> Result<(), CatalogError> {
     let taken: Option<String> = conn
-        .query_row("SELECT id FROM volumes WHERE name = ?1", [&v.name], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT id FROM volumes WHERE name = ?1 AND project = ?2",
+            [&v.name, &v.project],
+            |r| r.get(0),
+        )
         .optional()?;
     if taken.is_some() {
         return Err(CatalogError::NameTaken {
@@ -443,8 +504,8 @@ pub(crate) fn insert_volume_row(conn: &Connection, v: &VolumeRecord) -> Result<(
         });
     }
     conn.execute(
-        "INSERT INTO volumes (id, name, kind, path, size, status, error, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO volumes (id, name, kind, path, size, status, error, created_at, project)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             v.id,
             v.name,
@@ -453,7 +514,8 @@ pub(crate) fn insert_volume_row(conn: &Connection, v: &VolumeRecord) -> Result<(
             v.size as i64,
             v.status,
             v.error,
-            v.created_at
+            v.created_at,
+            v.project
         ],
     )?;
     Ok(())
@@ -479,6 +541,7 @@ mod tests {
             status: Status::parse(status).unwrap(),
             compression: "zstd".into(),
             created_at: crate::clock::now_rfc3339(),
+            project: "admin".into(),
             ..Default::default()
         }
     }
@@ -488,25 +551,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
         assert!(cat.incremental_parent("vol-1").unwrap().is_none());
-        cat.insert_backup(&backup("a", "full", None, "a", "available"))
+        cat.insert_backup(&backup("a", "full", None, "a", "available"), Quota::Reserve)
             .unwrap();
-        cat.insert_backup(&backup("b", "incremental", Some("a"), "a", "available"))
-            .unwrap();
-        cat.insert_backup(&backup("c", "incremental", Some("b"), "a", "error"))
-            .unwrap();
+        cat.insert_backup(
+            &backup("b", "incremental", Some("a"), "a", "available"),
+            Quota::Reserve,
+        )
+        .unwrap();
+        cat.insert_backup(
+            &backup("c", "incremental", Some("b"), "a", "error"),
+            Quota::Reserve,
+        )
+        .unwrap();
         assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
-        cat.insert_backup(&backup("d", "full", None, "d", "creating"))
+        cat.insert_backup(&backup("d", "full", None, "d", "creating"), Quota::Reserve)
             .unwrap();
         assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
         assert_eq!(cat.children("a").unwrap(), vec!["b".to_string()]);
         cat.mark_interrupted().unwrap();
-        let d = cat.get_backup("d").unwrap();
+        let d = cat.get_backup("d", None).unwrap();
         assert_eq!(
             (d.status.as_str(), d.error.as_str()),
             ("error", "interrupted")
         );
         assert!(matches!(
-            cat.get_backup("zz"),
+            cat.get_backup("zz", None),
             Err(CatalogError::NotFound { .. })
         ));
     }
@@ -517,6 +586,7 @@ mod tests {
         let cat = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
         let v = VolumeRecord {
             id: "vol-1".into(),
+            project: "admin".into(),
             name: "data".into(),
             kind: VolumeKind::Managed,
             path: "/x".into(),
@@ -525,13 +595,16 @@ mod tests {
             error: String::new(),
             created_at: crate::clock::now_rfc3339(),
         };
-        cat.insert_volume(&v).unwrap();
-        assert_eq!(cat.find_volume("data").unwrap(), v);
+        cat.insert_volume(&v, Quota::Reserve).unwrap();
+        assert_eq!(cat.find_volume("data", None).unwrap(), v);
         assert!(matches!(
-            cat.insert_volume(&VolumeRecord {
-                id: "vol-2".into(),
-                ..v
-            }),
+            cat.insert_volume(
+                &VolumeRecord {
+                    id: "vol-2".into(),
+                    ..v
+                },
+                Quota::Reserve
+            ),
             Err(CatalogError::NameTaken { .. })
         ));
     }

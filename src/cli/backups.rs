@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use super::Channel;
 use clap::Subcommand;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::changed::{Listing, fetch};
 use super::output::{human, print_backup, print_extents, print_volume};
@@ -149,9 +149,9 @@ pub async fn run(channel: Channel, cmd: BackupCommand, json: bool) -> anyhow::Re
                 }
             }
             if json {
-                println!("{}", json!({"id": id, "status": "deleted"}));
+                outln!("{}", json!({"id": id, "status": "deleted"}));
             } else {
-                println!("deleted backup {id}");
+                outln!("deleted backup {id}");
             }
         }
         BackupCommand::Restore {
@@ -190,14 +190,17 @@ pub async fn run(channel: Channel, cmd: BackupCommand, json: bool) -> anyhow::Re
                 .await?
                 .into_inner();
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"id": r.id, "ok": r.ok, "frames_checked": r.frames_checked, "blocks_checked": r.blocks_checked, "content_hash": r.content_hash})
                 );
             } else {
-                println!(
+                outln!(
                     "backup {} verified: {} frames, {} blocks, content {}",
-                    r.id, r.frames_checked, r.blocks_checked, r.content_hash
+                    r.id,
+                    r.frames_checked,
+                    r.blocks_checked,
+                    r.content_hash
                 );
             }
         }
@@ -250,12 +253,12 @@ pub async fn gc(channel: Channel, json: bool) -> anyhow::Result<()> {
         .await?
         .into_inner();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"packs_removed": r.packs_removed, "bytes_removed": r.bytes_removed})
         );
     } else {
-        println!(
+        outln!(
             "removed {} packs, {}",
             r.packs_removed,
             human(r.bytes_removed)
@@ -277,17 +280,18 @@ pub async fn recover(
         .await?
         .into_inner();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"volumes_recovered": r.volumes_recovered, "backups_recovered": r.backups_recovered, "messages": r.messages})
         );
     } else {
-        println!(
+        outln!(
             "recovered {} volumes, {} backups",
-            r.volumes_recovered, r.backups_recovered
+            r.volumes_recovered,
+            r.backups_recovered
         );
         for m in r.messages {
-            println!("  {m}");
+            outln!("  {m}");
         }
     }
     Ok(())

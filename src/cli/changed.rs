@@ -1,8 +1,8 @@
 //! `blockdelta changed-blocks FIRST SECOND`: the blocks changed between two backups,
 //! from metadata alone, fetched page by page (or as one stream with --stream).
 
+use super::Channel;
 use clap::Args;
-use tonic::transport::Channel;
 
 use super::output::{ExtentListing, print_extents};
 use blockdelta::api::pb;

@@ -3,22 +3,151 @@
 
 pub mod backups;
 pub mod changed;
+pub mod identity;
 pub mod output;
 pub mod serve;
 pub mod volumes;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use anyhow::Context;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-pub async fn connect(server: &str) -> anyhow::Result<Channel> {
-    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
+/// A connection to the server that carries the caller's token (and the project an admin
+/// acts for) on every call.
+pub type Channel = InterceptedService<tonic::transport::Channel, Credentials>;
+
+/// What every call sends: `authorization: Bearer …` and `x-blockdelta-project`.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    authorization: Option<AsciiMetadataValue>,
+    project: Option<AsciiMetadataValue>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(a) = &self.authorization {
+            req.metadata_mut().insert("authorization", a.clone());
+        }
+        if let Some(p) = &self.project {
+            req.metadata_mut()
+                .insert(blockdelta::api::auth::PROJECT_HEADER, p.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The admin token the first `serve` on the default data dir writes; the CLI's last
+/// resort after `--token` and `BLOCKDELTA_TOKEN`, so a fresh machine needs no flag.
+const DEFAULT_TOKEN_FILE: &str = "./blockdelta-data/admin.token";
+
+impl Credentials {
+    /// `--token` / `BLOCKDELTA_TOKEN` (clap reads both), else the default data dir's
+    /// admin token when it exists; `--project` for an admin acting for a project.
+    pub fn new(token: Option<String>, project: Option<String>) -> anyhow::Result<Credentials> {
+        let token = match token {
+            Some(t) => Some(t),
+            None => read_token_file(Path::new(DEFAULT_TOKEN_FILE))?,
+        };
+        let value = |text: String, what: &str| -> anyhow::Result<AsciiMetadataValue> {
+            MetadataValue::try_from(text).with_context(|| format!("{what} is not plain ASCII text"))
+        };
+        Ok(Credentials {
+            authorization: token
+                .map(|t| value(format!("Bearer {}", t.trim()), "the token"))
+                .transpose()?,
+            project: project.map(|p| value(p, "--project")).transpose()?,
+        })
+    }
+}
+
+fn read_token_file(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading the admin token {}", path.display())),
+    }
+}
+
+/// TLS for `https://` servers: a CA to trust (else the system's roots are not used:
+/// `--ca-cert` is required) and, for mutual TLS, a client certificate and key.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// `--server` as an endpoint: `host:port` without a scheme means `http://` (or
+/// `https://` when `--ca-cert` is given).
+fn server_url(server: &str, tls: &ClientTls) -> String {
+    if server.contains("://") {
+        server.to_string()
+    } else if tls.ca_cert.is_some() {
+        format!("https://{server}")
+    } else {
+        format!("http://{server}")
+    }
+}
+
+pub async fn connect(
+    server: &str,
+    tls: &ClientTls,
+    credentials: Credentials,
+) -> anyhow::Result<Channel> {
+    let url = server_url(server, tls);
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| tonic::Status::invalid_argument(format!("bad --server {server:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5));
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot reach {server}: {e}")).into())
+    if url.starts_with("https://") {
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))
+        };
+        let Some(ca) = &tls.ca_cert else {
+            anyhow::bail!(
+                "{url} is TLS: give --ca-cert FILE (or BLOCKDELTA_CA_CERT), the CA that signed the server's certificate"
+            );
+        };
+        let mut config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "--ca-cert")?));
+        match (&tls.client_cert, &tls.client_key) {
+            (Some(c), Some(k)) => {
+                config = config.identity(Identity::from_pem(
+                    read(c, "--client-cert")?,
+                    read(k, "--client-key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("--client-cert and --client-key go together"),
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| tonic::Status::invalid_argument(format!("TLS for {url}: {e}")))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        tonic::Status::unavailable(format!("cannot reach {url}: {}", error_chain(&e)))
+    })?;
+    Ok(InterceptedService::new(channel, credentials))
+}
+
+/// An error with its causes, `a: b: c`: a transport error alone says only "transport error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut last = out.clone();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        // Layers often repeat their cause's words ("tcp connect error: tcp connect error").
+        let text = c.to_string();
+        if text != last {
+            out.push_str(&format!(": {text}"));
+        }
+        last = text;
+        cause = c.source();
+    }
+    out
 }
 
 /// The gRPC code's canonical name, as a failing command prints it.

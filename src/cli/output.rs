@@ -43,7 +43,7 @@ pub fn volume_json(v: &pb::Volume) -> Value {
         })
     });
     json!({
-        "id": v.id, "name": v.name, "kind": v.kind, "path": v.path, "size": v.size,
+        "id": v.id, "project": v.project, "name": v.name, "kind": v.kind, "path": v.path, "size": v.size,
         "status": v.status, "created_at": v.created_at, "error": v.error,
         "progress_done": v.progress_done, "progress_total": v.progress_total,
         "source_details": or_null(source), "changed_bytes": v.changed_bytes,
@@ -53,38 +53,44 @@ pub fn volume_json(v: &pb::Volume) -> Value {
 
 pub fn print_volume(v: &pb::Volume, json: bool, detailed: bool) {
     if json {
-        println!("{}", volume_json(v));
+        outln!("{}", volume_json(v));
     } else if detailed {
-        println!("id:         {}", v.id);
-        println!("name:       {}", v.name);
-        println!("kind:       {}", v.kind);
-        println!("status:     {}", v.status);
-        println!("size:       {} ({} bytes)", human(v.size), v.size);
+        outln!("id:         {}", v.id);
+        outln!("name:       {}", v.name);
+        outln!("kind:       {}", v.kind);
+        outln!("status:     {}", v.status);
+        outln!("size:       {} ({} bytes)", human(v.size), v.size);
         if let Some(s) = &v.source_details {
-            println!(
+            outln!(
                 "source:     {} {} -> {}, change blocks of {} bytes",
-                s.r#type, s.first_backup_id, s.second_backup_id, s.change_block_size_in_bytes
+                s.r#type,
+                s.first_backup_id,
+                s.second_backup_id,
+                s.change_block_size_in_bytes
             );
-            println!(
+            outln!(
                 "changed:    {} ({} bytes)",
                 human(v.changed_bytes),
                 v.changed_bytes
             );
         } else {
-            println!("path:       {}", v.path);
+            outln!("path:       {}", v.path);
         }
         if let Some(a) = &v.attachment {
-            println!(
+            outln!(
                 "attached:   {} at {} LUN {} ({} sessions)",
-                a.target_iqn, a.portal, a.lun, a.sessions
+                a.target_iqn,
+                a.portal,
+                a.lun,
+                a.sessions
             );
         }
-        println!("created_at: {}", v.created_at);
+        outln!("created_at: {}", v.created_at);
         if !v.error.is_empty() {
-            println!("error:      {}", v.error);
+            outln!("error:      {}", v.error);
         }
     } else {
-        println!(
+        outln!(
             "{}  {:<20} {:<10} {:>10}  {:<10} {}",
             v.id,
             v.name,
@@ -98,23 +104,23 @@ pub fn print_volume(v: &pb::Volume, json: bool, detailed: bool) {
 
 pub fn print_attachment(a: &pb::Attachment, json: bool) {
     if json {
-        println!("{}", attachment_json(a));
+        outln!("{}", attachment_json(a));
         return;
     }
-    println!("volume:      {}", a.volume_id);
-    println!("portal:      {}", a.portal);
-    println!("target:      {}", a.target_iqn);
-    println!("lun:         {}", a.lun);
-    println!("block size:  {}", a.block_size);
-    println!("read-only:   {}", a.read_only);
+    outln!("volume:      {}", a.volume_id);
+    outln!("portal:      {}", a.portal);
+    outln!("target:      {}", a.target_iqn);
+    outln!("lun:         {}", a.lun);
+    outln!("block size:  {}", a.block_size);
+    outln!("read-only:   {}", a.read_only);
     if !a.initiator.is_empty() {
-        println!("initiator:   {}", a.initiator);
+        outln!("initiator:   {}", a.initiator);
     }
     if !a.chap_username.is_empty() {
-        println!("chap user:   {}", a.chap_username);
-        println!("chap secret: {}", a.chap_secret);
+        outln!("chap user:   {}", a.chap_username);
+        outln!("chap secret: {}", a.chap_secret);
     }
-    println!(
+    outln!(
         "# iscsiadm -m discovery -t st -p {p}; iscsiadm -m node -T {t} -p {p} --login",
         p = a.portal,
         t = a.target_iqn
@@ -123,7 +129,7 @@ pub fn print_attachment(a: &pb::Attachment, json: bool) {
 
 pub fn backup_json(b: &pb::Backup) -> Value {
     json!({
-        "id": b.id, "status": b.status, "kind": b.kind,
+        "id": b.id, "project": b.project, "status": b.status, "kind": b.kind,
         "parent": if b.parent_id.is_empty() { Value::Null } else { json!(b.parent_id) },
         "volume": b.volume_id, "name": b.name, "size": b.size, "created_at": b.created_at,
         "completed_at": b.completed_at, "compression": b.compression, "chain": b.chain_id,
@@ -140,31 +146,37 @@ pub fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
         &b.parent_id
     };
     if json {
-        println!("{}", backup_json(b));
+        outln!("{}", backup_json(b));
     } else if detailed {
-        println!("id:             {}", b.id);
-        println!("name:           {}", b.name);
-        println!("kind:           {}", b.kind);
-        println!("status:         {}", b.status);
-        println!("volume:         {}", b.volume_id);
-        println!("parent:         {parent}");
-        println!("size:           {} ({} bytes)", human(b.size), b.size);
-        println!(
+        outln!("id:             {}", b.id);
+        outln!("name:           {}", b.name);
+        outln!("kind:           {}", b.kind);
+        outln!("status:         {}", b.status);
+        outln!("volume:         {}", b.volume_id);
+        outln!("parent:         {parent}");
+        outln!("size:           {} ({} bytes)", human(b.size), b.size);
+        outln!(
             "progress:       {} / {}",
             human(b.progress_done),
             human(b.progress_total)
         );
-        println!("changed blocks: {}", b.changed_blocks);
-        println!("stored:         {}", human(b.stored_bytes));
-        println!("compression:    {}", b.compression);
-        println!("created_at:     {}", b.created_at);
+        outln!("changed blocks: {}", b.changed_blocks);
+        outln!("stored:         {}", human(b.stored_bytes));
+        outln!("compression:    {}", b.compression);
+        outln!("created_at:     {}", b.created_at);
         if !b.error.is_empty() {
-            println!("error:          {}", b.error);
+            outln!("error:          {}", b.error);
         }
     } else {
-        println!(
+        outln!(
             "{}  {:<11} {:<10} {}  parent {:<20} changed {:>9}  {}",
-            b.id, b.kind, b.status, b.volume_id, parent, b.changed_blocks, b.created_at
+            b.id,
+            b.kind,
+            b.status,
+            b.volume_id,
+            parent,
+            b.changed_blocks,
+            b.created_at
         );
     }
 }
@@ -184,7 +196,7 @@ pub struct ExtentListing {
 pub fn print_extents(l: &ExtentListing, json: bool) {
     if json {
         let extents: Vec<[u64; 2]> = l.extents.iter().map(|&(s, c)| [s, c]).collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "first_backup_id": l.first_backup_id, "second_backup_id": l.second_backup_id,
@@ -196,20 +208,20 @@ pub fn print_extents(l: &ExtentListing, json: bool) {
         return;
     }
     let blocks: u64 = l.extents.iter().map(|e| e.1).sum();
-    println!(
+    outln!(
         "# {}: {blocks} of {} blocks of {} bytes in {} extents",
         l.what,
         l.total_blocks,
         l.block_size,
         l.extents.len()
     );
-    println!("# first_block block_count byte_offset byte_length");
+    outln!("# first_block block_count byte_offset byte_length");
     for &(start, count) in &l.extents {
         let offset = start * l.block_size;
         let end = ((start + count) * l.block_size).min(l.volume_size);
-        println!("{start} {count} {offset} {}", end - offset);
+        outln!("{start} {count} {offset} {}", end - offset);
     }
     if !l.next_page_token.is_empty() {
-        println!("# more: --page-token {}", l.next_page_token);
+        outln!("# more: --page-token {}", l.next_page_token);
     }
 }

@@ -3,10 +3,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use blockdelta::api::Api;
 use blockdelta::config::{Config, Overrides};
@@ -43,9 +43,35 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     iscsi_discovery_chap_secret: Option<String>,
-    /// Allow delta volumes [default: true].
+    /// Allow delta volumes [default: true]: the default of projects without a setting.
     #[arg(long, env = "BLOCKDELTA_DELTA_ENABLED")]
     delta_enabled: Option<bool>,
+    /// A folder under which admins may register host files and devices (repeatable;
+    /// the environment form is colon-separated). None: no host path may be used.
+    #[arg(
+        long = "volume-root",
+        env = "BLOCKDELTA_VOLUME_ROOTS",
+        value_delimiter = ':',
+        value_name = "DIR"
+    )]
+    volume_roots: Vec<PathBuf>,
+    /// PEM certificate (chain) for gRPC over TLS; with --tls-key.
+    #[arg(long, env = "BLOCKDELTA_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BLOCKDELTA_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it (mutual TLS).
+    #[arg(long, env = "BLOCKDELTA_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve gRPC without TLS on a non-loopback address (tokens cross the network in
+    /// the clear): refused without this flag.
+    #[arg(long)]
+    insecure_grpc: bool,
+    /// Serve iSCSI without CHAP on a non-loopback address (any host that reaches the
+    /// port can log in to attached volumes): refused without this flag.
+    #[arg(long)]
+    insecure_iscsi: bool,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -74,24 +100,51 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             iscsi_discovery_chap_user: args.iscsi_discovery_chap_user,
             iscsi_discovery_chap_secret: args.iscsi_discovery_chap_secret,
             delta_enabled: args.delta_enabled,
+            volume_roots: args.volume_roots,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            tls_client_ca: args.tls_client_ca,
         },
     )?;
+    let tls = server_tls(&config)?;
     // Every address is checked and the gRPC port bound before anything is written: a
     // start that fails on its configuration leaves nothing behind.
-    let listener = tokio::net::TcpListener::bind(&config.grpc_listen)
+    let resolve = |what: &'static str, addr: String| async move {
+        tokio::net::lookup_host(&addr)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .with_context(|| format!("{what} listen address {addr:?}"))
+    };
+    let grpc_listen = resolve("gRPC", config.grpc_listen.clone()).await?;
+    let iscsi_listen = resolve("iSCSI", config.iscsi_listen.clone()).await?;
+    // Refused before anything is bound: an insecure address is never listened on.
+    refuse_insecure(
+        grpc_listen,
+        tls.is_some(),
+        args.insecure_grpc,
+        iscsi_listen,
+        config.iscsi_chap,
+        args.insecure_iscsi,
+    )?;
+    let listener = tokio::net::TcpListener::bind(grpc_listen)
         .await
         .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
-    let iscsi_listen = tokio::net::lookup_host(&config.iscsi_listen)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .with_context(|| format!("iSCSI listen address {:?}", config.iscsi_listen))?;
     let fresh_data_dir = !config.data_dir.exists();
     let data_dir = config.data_dir.clone();
+    let volume_roots = config.volume_roots.clone();
     let started = async {
-        let svc = tokio::task::spawn_blocking(move || Service::open(&data_dir))
-            .await?
-            .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+        let svc = tokio::task::spawn_blocking(move || {
+            let svc = Service::open(&data_dir, volume_roots)?;
+            let token_file = data_dir.join("admin.token");
+            if svc.bootstrap_admin_token(&token_file)? {
+                tracing::warn!(file = %token_file.display(), "created the admin project's first admin token");
+                eprintln!("admin token written to {}", token_file.display());
+            }
+            Ok::<_, blockdelta::EngineError>(svc)
+        })
+        .await?
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
         let deltas = Deltas::new(svc.clone());
         let exports = Exports::start(
             svc.clone(),
@@ -124,13 +177,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("grpc listening on {addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), "blockdelta serving");
-    let api = Arc::new(Api {
-        svc: svc.clone(),
-        exports,
-        deltas,
-        delta_enabled: config.delta_enabled,
-    });
-    blockdelta::api::serve(api, listener, shutdown_signal())
+    let api = Api::new(svc.clone(), exports, deltas, config.delta_enabled);
+    blockdelta::api::serve(api, listener, tls, shutdown_signal())
         .await
         .map_err(|e| anyhow::anyhow!("gRPC server: {e}"))?;
     tracing::info!("shutting down: interrupting running jobs");
@@ -150,4 +198,55 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The TLS configuration `tls_cert`/`tls_key` (and `tls_client_ca`) ask for, if any.
+fn server_tls(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(cert, "tls_cert")?,
+        read(key, "tls_key")?,
+    ));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "tls_client_ca")?));
+    }
+    Ok(Some(tls))
+}
+
+/// Secure defaults (DESIGN.md §10): gRPC off loopback needs TLS, iSCSI off loopback
+/// needs CHAP, unless the operator says `--insecure-…`, which is logged.
+fn refuse_insecure(
+    grpc: std::net::SocketAddr,
+    tls: bool,
+    insecure_grpc: bool,
+    iscsi: std::net::SocketAddr,
+    chap: bool,
+    insecure_iscsi: bool,
+) -> anyhow::Result<()> {
+    if !grpc.ip().is_loopback() && !tls {
+        if !insecure_grpc {
+            anyhow::bail!(
+                "refusing to serve gRPC on {grpc} without TLS: tokens would cross the network in \
+                 the clear. Give --tls-cert and --tls-key, listen on 127.0.0.1, or pass \
+                 --insecure-grpc to accept the risk"
+            );
+        }
+        tracing::warn!(%grpc, "--insecure-grpc: serving gRPC without TLS on a non-loopback address");
+    }
+    if !iscsi.ip().is_loopback() && !chap {
+        if !insecure_iscsi {
+            anyhow::bail!(
+                "refusing to serve iSCSI on {iscsi} without CHAP: any host that reaches the port \
+                 could log in to attached volumes. Set iscsi_chap = true (--iscsi-chap true), \
+                 listen on 127.0.0.1, or pass --insecure-iscsi to accept the risk"
+            );
+        }
+        tracing::warn!(%iscsi, "--insecure-iscsi: serving iSCSI without CHAP on a non-loopback address");
+    }
+    Ok(())
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::Channel;
 use clap::Subcommand;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::output::{print_attachment, print_volume};
 use super::{Progress, parse_size};
@@ -150,9 +150,9 @@ pub async fn run(channel: Channel, cmd: VolumeCommand, json: bool) -> anyhow::Re
                 .await?
                 .into_inner();
             if json {
-                println!("{}", json!({"id": r.id, "status": "deleted"}));
+                outln!("{}", json!({"id": r.id, "status": "deleted"}));
             } else {
-                println!("deleted volume {}", r.id);
+                outln!("deleted volume {}", r.id);
             }
         }
         VolumeCommand::Attach {
@@ -181,14 +181,15 @@ pub async fn run(channel: Channel, cmd: VolumeCommand, json: bool) -> anyhow::Re
                 .into_inner();
             let v = r.volume.unwrap_or_default();
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"id": v.id, "status": v.status, "sessions_ended": r.sessions_ended})
                 );
             } else {
-                println!(
+                outln!(
                     "detached volume {} ({} sessions ended)",
-                    v.id, r.sessions_ended
+                    v.id,
+                    r.sessions_ended
                 );
             }
         }
@@ -206,7 +207,7 @@ pub async fn audit(channel: Channel, id: Option<String>) -> anyhow::Result<()> {
         .await?
         .into_inner();
     for line in r.events {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

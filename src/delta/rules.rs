@@ -67,8 +67,16 @@ fn backup_id(which: &'static str, id: &str) -> Result<(), DeltaError> {
     }
 }
 
-fn lookup(catalog: &Catalog, which: &'static str, id: &str) -> Result<BackupRecord, DeltaError> {
-    catalog.get_backup(id).map_err(|e| match e {
+/// The backups the caller names are looked up within `scope` (the projects it sees:
+/// another project's backup is not found); those a chain leads to share the volume's
+/// project, so `None` there.
+fn lookup(
+    catalog: &Catalog,
+    scope: Option<&str>,
+    which: &'static str,
+    id: &str,
+) -> Result<BackupRecord, DeltaError> {
+    catalog.get_backup(id, scope).map_err(|e| match e {
         CatalogError::NotFound { .. } => DeltaError::NotFound {
             which,
             id: id.to_string(),
@@ -91,16 +99,24 @@ fn readable(b: &BackupRecord) -> Result<(), DeltaError> {
 
 /// One backup whose own bitmaps are asked for (its change bitmap, or what it
 /// holds): well formed, known and readable.
-pub fn check_single(catalog: &Catalog, id: &str) -> Result<BackupRecord, DeltaError> {
+pub fn check_single(
+    catalog: &Catalog,
+    scope: Option<&str>,
+    id: &str,
+) -> Result<BackupRecord, DeltaError> {
     backup_id("second", id)?;
-    let backup = lookup(catalog, "second", id)?;
+    let backup = lookup(catalog, scope, "second", id)?;
     readable(&backup)?;
     Ok(backup)
 }
 
 /// Checks a delta volume request: source type and performance level first, then
 /// the pair of backups as `check_pair` does.
-pub fn check_request(catalog: &Catalog, req: &DeltaRequest) -> Result<DeltaSource, DeltaError> {
+pub fn check_request(
+    catalog: &Catalog,
+    scope: Option<&str>,
+    req: &DeltaRequest,
+) -> Result<DeltaSource, DeltaError> {
     if req.source_type != DELTA_SOURCE_TYPE {
         return Err(DeltaError::UnknownSourceType(req.source_type.clone()));
     }
@@ -113,6 +129,7 @@ pub fn check_request(catalog: &Catalog, req: &DeltaRequest) -> Result<DeltaSourc
     }
     check_pair(
         catalog,
+        scope,
         &req.first_backup_id,
         &req.second_backup_id,
         req.change_block_size,
@@ -124,6 +141,7 @@ pub fn check_request(catalog: &Catalog, req: &DeltaRequest) -> Result<DeltaSourc
 /// how the two relate, then their state.
 pub fn check_pair(
     catalog: &Catalog,
+    scope: Option<&str>,
     first_id: &str,
     second_id: &str,
     change_block_size_bytes: u64,
@@ -134,8 +152,8 @@ pub fn check_pair(
     if first_id == second_id {
         return Err(DeltaError::SameBackup(first_id.to_string()));
     }
-    let first = lookup(catalog, "first", first_id)?;
-    let second = lookup(catalog, "second", second_id)?;
+    let first = lookup(catalog, scope, "first", first_id)?;
+    let second = lookup(catalog, scope, "second", second_id)?;
     if first.volume_id != second.volume_id {
         return Err(DeltaError::DifferentVolumes {
             first: first.id,
@@ -175,7 +193,7 @@ pub fn check_pair(
     let mut members = Vec::with_capacity(span.len() + 1);
     members.push(first.clone());
     for id in &span[..span.len() - 1] {
-        members.push(lookup(catalog, "intermediate", id)?);
+        members.push(lookup(catalog, None, "intermediate", id)?);
     }
     members.push(second.clone());
     if let Some(resized) = members.iter().find(|b| b.size != second.size) {
@@ -221,7 +239,7 @@ fn ancestry(
             span.reverse();
             return Ok(Ancestry::Reaches(span));
         }
-        at = lookup(catalog, "intermediate", &parent)?;
+        at = lookup(catalog, None, "intermediate", &parent)?;
         span.push(at.id.clone());
     }
     Err(DeltaError::Catalog(CatalogError::Corrupt(format!(

@@ -3,6 +3,7 @@
 //! (CreateVolume, the listings, CSI) and the exports (attaching a delta volume)
 //! all come through here, so the rules run in one place and the same way.
 
+use crate::identity::Caller;
 use std::sync::Arc;
 
 use super::listing::{Listing, ListingKind};
@@ -50,8 +51,8 @@ impl Deltas {
 
     /// Checks a CreateVolume request's source and computes its delta. Reads only
     /// catalog records and index heads.
-    pub fn plan(&self, request: &DeltaRequest) -> Result<DeltaPlan, DeltaError> {
-        let source = rules::check_request(self.svc.catalog(), request)?;
+    pub fn plan(&self, caller: &Caller, request: &DeltaRequest) -> Result<DeltaPlan, DeltaError> {
+        let source = rules::check_request(self.svc.catalog(), caller.visible(), request)?;
         let map = self.compute(&source)?;
         Ok(DeltaPlan { source, map })
     }
@@ -65,13 +66,14 @@ impl Deltas {
     /// blocks of `block_size` bytes (0 = 4096). Reads bitmaps only.
     pub fn changed(
         &self,
+        caller: &Caller,
         first: &str,
         second: &str,
         block_size: u64,
     ) -> Result<Listing, DeltaError> {
         let block_size = rules::change_block_size(block_size)?;
         if first.is_empty() {
-            let backup = rules::check_single(self.svc.catalog(), second)?;
+            let backup = rules::check_single(self.svc.catalog(), caller.visible(), second)?;
             let head = self.head(second)?;
             return Ok(Listing::new(
                 ListingKind::Changed,
@@ -80,7 +82,13 @@ impl Deltas {
                 backup.id,
             ));
         }
-        let source = rules::check_pair(self.svc.catalog(), first, second, block_size)?;
+        let source = rules::check_pair(
+            self.svc.catalog(),
+            caller.visible(),
+            first,
+            second,
+            block_size,
+        )?;
         let map = self.compute(&source)?;
         Ok(Listing::new(
             ListingKind::Changed,
@@ -91,9 +99,14 @@ impl Deltas {
     }
 
     /// The blocks of `backup` that are not all-zero, in blocks of `block_size` bytes.
-    pub fn allocated(&self, backup: &str, block_size: u64) -> Result<Listing, DeltaError> {
+    pub fn allocated(
+        &self,
+        caller: &Caller,
+        backup: &str,
+        block_size: u64,
+    ) -> Result<Listing, DeltaError> {
         let block_size = rules::change_block_size(block_size)?;
-        let record = rules::check_single(self.svc.catalog(), backup)?;
+        let record = rules::check_single(self.svc.catalog(), caller.visible(), backup)?;
         let head = self.head(backup)?;
         Ok(Listing::new(
             ListingKind::Allocated,
@@ -113,6 +126,7 @@ impl Deltas {
             .ok_or_else(|| DeltaError::NoSourceRecord(volume_id.to_string()))?;
         let checked = rules::check_pair(
             self.svc.catalog(),
+            None,
             &source.first_backup_id,
             &source.second_backup_id,
             source.change_block_size,

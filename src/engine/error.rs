@@ -24,6 +24,9 @@ pub enum EngineError {
     /// The request is valid but the state of things refuses it now.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The caller's role or the operator's volume roots forbid it (PERMISSION_DENIED).
+    #[error(transparent)]
+    Denied(#[from] Denial),
     #[error("interrupted")]
     Interrupted,
     /// Reading a backup hit a damaged or missing repository object.
@@ -96,6 +99,28 @@ pub enum InvalidRequest {
     NoRepository { path: String },
     #[error("this server's repository is {own}; recover reads only that one")]
     NotOwnRepository { own: String },
+    #[error(
+        "project name {name:?} must be 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+    )]
+    BadProjectName { name: String },
+    #[error("quota {resource} limit {limit} must be -1 (unlimited) or more")]
+    BadQuotaLimit {
+        resource: crate::identity::QuotaResource,
+        limit: i64,
+    },
+}
+
+/// What the caller may not do, whatever the state of things.
+#[derive(Debug, thiserror::Error)]
+pub enum Denial {
+    #[error("only an admin may use host path {path:?}")]
+    HostPathNeedsAdmin { path: String },
+    #[error(transparent)]
+    HostPath(#[from] crate::identity::roots::RootError),
+    #[error("only an admin may restore onto registered volume {volume} (host path {path:?})")]
+    RestoreOntoHostPath { volume: String, path: String },
+    #[error("only an admin may {what}")]
+    AdminOnly { what: String },
 }
 
 /// Valid requests that the state of things refuses now; each says what would let
@@ -147,4 +172,8 @@ pub enum Refusal {
     GcWaitsForJobs { running: Vec<String> },
     #[error("another blockdelta server is using {dir}")]
     DataDirInUse { dir: String },
+    #[error("the admin project cannot be deleted")]
+    AdminProjectStays,
+    #[error("project {name} still owns volumes or backups: delete them first")]
+    ProjectNotEmpty { name: String },
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Callers take them from here, not from the storage layers.
 pub use crate::catalog::{AttachmentRecord, BackupRecord, CatalogError, Status, VolumeRecord};
 pub use crate::repo::RepoError;
-pub use error::{EngineError, InvalidRequest, Refusal};
+pub use error::{Denial, EngineError, InvalidRequest, Refusal};
 pub use service::Service;
 
 /// Shared between a running job and whoever watches or cancels it.

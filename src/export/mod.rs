@@ -10,6 +10,7 @@
 
 pub mod error;
 
+use crate::identity::Caller;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -123,7 +124,7 @@ impl Exports {
         for a in attachments {
             let restored = self
                 .svc
-                .get_volume(&a.volume_id)
+                .get_volume(&Caller::system(), &a.volume_id)
                 .map_err(ExportError::from)
                 .and_then(|v| self.export(&v, &a));
             match restored {
@@ -162,11 +163,12 @@ impl Exports {
     /// generated when asked for or required by the configuration.
     pub fn attach(
         &self,
+        caller: &Caller,
         volume: &str,
         req: &AttachRequest,
     ) -> Result<(AttachmentRecord, VolumeRecord), ExportError> {
         let _one = self.serial();
-        let mut volume = self.svc.get_volume(volume)?;
+        let mut volume = self.svc.get_volume(caller, volume)?;
         if let Some(a) = self.svc.attachment(&volume.id)? {
             return Err(ExportError::AlreadyAttached {
                 volume: volume.id,
@@ -210,6 +212,8 @@ impl Exports {
         }
         self.sync_manifest(&volume.id);
         self.svc.audit_action(
+            caller,
+            &volume.project,
             "volume.attach",
             &volume.id,
             serde_json::json!({"target": record.target_name, "initiator": record.initiator,
@@ -221,13 +225,23 @@ impl Exports {
 
     /// Removes a volume's export. With sessions logged in, refused unless
     /// `force`, which ends them. Returns the volume and the sessions ended.
-    pub fn detach(&self, volume: &str, force: bool) -> Result<(VolumeRecord, u32), ExportError> {
+    pub fn detach(
+        &self,
+        caller: &Caller,
+        volume: &str,
+        force: bool,
+    ) -> Result<(VolumeRecord, u32), ExportError> {
         let _one = self.serial();
-        self.detach_locked(volume, force)
+        self.detach_locked(caller, volume, force)
     }
 
-    fn detach_locked(&self, volume: &str, force: bool) -> Result<(VolumeRecord, u32), ExportError> {
-        let mut volume = self.svc.get_volume(volume)?;
+    fn detach_locked(
+        &self,
+        caller: &Caller,
+        volume: &str,
+        force: bool,
+    ) -> Result<(VolumeRecord, u32), ExportError> {
+        let mut volume = self.svc.get_volume(caller, volume)?;
         let Some(a) = self.svc.attachment(&volume.id)? else {
             return Err(ExportError::NotAttached(volume.id));
         };
@@ -243,6 +257,8 @@ impl Exports {
         self.svc.forget_attachment(&volume.id)?;
         self.sync_manifest(&volume.id);
         self.svc.audit_action(
+            caller,
+            &volume.project,
             "volume.detach",
             &volume.id,
             serde_json::json!({"target": a.target_name, "sessionsEnded": sessions}),
@@ -255,9 +271,14 @@ impl Exports {
 
     /// Deletes a volume; an attached one only with `force`, which detaches it
     /// first (ending its sessions).
-    pub fn delete_volume(&self, volume: &str, force: bool) -> Result<VolumeRecord, ExportError> {
+    pub fn delete_volume(
+        &self,
+        caller: &Caller,
+        volume: &str,
+        force: bool,
+    ) -> Result<VolumeRecord, ExportError> {
         let _one = self.serial();
-        let record = self.svc.get_volume(volume)?;
+        let record = self.svc.get_volume(caller, volume)?;
         if let Some(a) = self.svc.attachment(&record.id)? {
             if !force {
                 return Err(ExportError::Attached {
@@ -265,9 +286,9 @@ impl Exports {
                     target: a.target_name,
                 });
             }
-            self.detach_locked(&record.id, true)?;
+            self.detach_locked(caller, &record.id, true)?;
         }
-        Ok(self.svc.delete_volume(&record.id)?)
+        Ok(self.svc.delete_volume(caller, &record.id)?)
     }
 
     /// The repository's copy of the attachment follows the catalog's (recover reads it);
@@ -291,7 +312,7 @@ impl Exports {
                 {
                     let done = self
                         .svc
-                        .get_volume(&a.volume_id)
+                        .get_volume(&Caller::system(), &a.volume_id)
                         .map_err(ExportError::from)
                         .and_then(|v| self.export(&v, &a));
                     if let Err(e) = done {

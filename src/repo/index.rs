@@ -51,6 +51,9 @@ const EXTENT_LEN: usize = 8 + 4 + 16 + 8 + 4 + 32;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VolumeManifest {
     pub id: String,
+    /// The owning project; manifests written before projects existed are `admin`'s.
+    #[serde(default = "admin_project")]
+    pub project: String,
     pub name: String,
     pub kind: VolumeKind,
     pub path: String,
@@ -62,6 +65,10 @@ pub struct VolumeManifest {
     pub delta_source: Option<DeltaSourceManifest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<AttachmentManifest>,
+}
+
+fn admin_project() -> String {
+    crate::identity::ADMIN_PROJECT.to_string()
 }
 
 /// The two backups a delta volume shows the difference of.

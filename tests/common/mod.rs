@@ -39,18 +39,29 @@ impl Server {
     /// As `start`, with more `serve` flags (`--grpc-listen` / `--iscsi-listen` among them
     /// replace the free ports).
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
-        let mut listen = Vec::new();
+        Server::start_with_env(data_dir, flags, &[])
+    }
+
+    /// As `start_with`, with more environment variables for the server (FAILPOINTS, say).
+    pub fn start_with_env(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut defaults: Vec<String> = Vec::new();
         for flag in ["--grpc-listen", "--iscsi-listen"] {
             if !flags.contains(&flag) {
-                listen.extend([flag, "127.0.0.1:0"]);
+                defaults.extend([flag.to_string(), "127.0.0.1:0".to_string()]);
             }
+        }
+        // The tests register files in temp dirs: that is the operator's volume root here.
+        if !flags.contains(&"--volume-root") {
+            defaults.push("--volume-root".into());
+            defaults.push(std::env::temp_dir().display().to_string());
         }
         let mut child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args(listen)
+            .args(defaults)
             .args(flags)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -79,13 +90,33 @@ impl Server {
         }
     }
 
+    /// The admin token the server's first start wrote (empty if it wrote none).
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The CLI as this server's admin (its first start's token, through the environment).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--server")
-            .arg(&self.url)
-            .args(args)
-            .output()
-            .expect("run blockdelta cli")
+        self.cli_as(&self.token(), args)
+    }
+
+    /// The CLI with another token (empty: none at all).
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--server").arg(&self.url).args(args);
+        if token.is_empty() {
+            cmd.env_remove("BLOCKDELTA_TOKEN");
+        } else {
+            cmd.env("BLOCKDELTA_TOKEN", token);
+        }
+        cmd.output().expect("run blockdelta cli")
+    }
+
+    /// A gRPC request carrying this server's admin token.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        with_token(&self.token(), message)
     }
 
     /// Runs a CLI command that must succeed, with `--json`; one value per line.
@@ -231,6 +262,52 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A gRPC channel that sends `authorization: Bearer TOKEN` on every call.
+pub type Authed =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+#[derive(Clone)]
+pub struct Bearer(pub String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if !self.0.is_empty() {
+            req.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", self.0).parse().expect("ascii token"),
+            );
+        }
+        Ok(req)
+    }
+}
+
+/// A channel to `url` carrying `token` (empty: none).
+pub async fn channel_as(url: &str, token: &str) -> Authed {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    tonic::service::interceptor::InterceptedService::new(channel, Bearer(token.to_string()))
+}
+
+impl Server {
+    /// A channel carrying this server's admin token.
+    pub async fn channel(&self) -> Authed {
+        channel_as(&self.url, &self.token()).await
+    }
+}
+
+/// A gRPC request with `authorization: Bearer TOKEN`.
+pub fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    req
 }
 
 pub fn s(v: &Value) -> String {
@@ -455,6 +532,7 @@ impl Server {
             .arg("--server")
             .arg(&self.url)
             .args(args)
+            .env("BLOCKDELTA_TOKEN", self.token())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,14 +1,18 @@
 """Oracle's changed-blocks workflow from Python, with a client generated from proto/
 by grpcio-tools: proof that the contract works from another language.
 
-    python3 workflow.py --server 127.0.0.1:PORT --proto DIR --work DIR
+    python3 workflow.py --server 127.0.0.1:PORT --proto DIR --work DIR \
+        --token MEMBER_TOKEN [--reader-token READER_TOKEN]
 
-Registers a volume it writes itself, takes a full and an incremental backup,
+As a project member: creates a managed volume and writes it over iSCSI with
+qemu-io (attach, write, detach), takes a full and an incremental backup,
 creates a delta volume from them, attaches it and maps it over iSCSI with
 qemu-img (libiscsi underneath), checks ListChangedBlocks, StreamChangedBlocks
 and csi.v1 GetMetadataDelta agree with what it wrote, detaches and deletes.
 Then lists the server's services and methods through gRPC reflection, as
-`grpcurl list` / `grpcurl describe` would. Exits non-zero on any mismatch.
+`grpcurl list` / `grpcurl describe` would. With a reader token of the same
+project: lists work, every mutating call fails cleanly with PERMISSION_DENIED.
+Exits non-zero on any mismatch.
 """
 
 import argparse
@@ -48,11 +52,50 @@ def wait_backup(backups, pb, backup_id, limit=120):
     sys.exit(f"backup {backup_id} did not finish")
 
 
-def write_blocks(path, blocks, seed):
-    with open(path, "r+b") as f:
-        for i, b in enumerate(blocks):
-            f.seek(b * BLOCK)
-            f.write(bytes([(seed + i) % 251 + 1]) * BLOCK)
+def write_blocks(volumes, pb, volume_id, blocks, seed):
+    """Writes the blocks as a host would: attach, qemu-io over iscsi://, detach."""
+    att = volumes.AttachVolume(pb.AttachVolumeRequest(volume=volume_id))
+    url = f"iscsi://{att.portal}/{att.target_iqn}/{att.lun}"
+    cmd = ["qemu-io", "-f", "raw"]
+    for i, b in enumerate(blocks):
+        cmd += ["-c", f"write -P {(seed + i) % 251 + 1} {b * BLOCK} {BLOCK}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "error" not in out.stdout.lower(), (out.stdout, out.stderr)
+    volumes.DetachVolume(pb.DetachVolumeRequest(volume=volume_id))
+
+
+class Bearer:
+    """Adds `authorization: Bearer TOKEN` to every call (unary and server-streaming)."""
+
+    def __init__(self, token):
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    def _with(self, details):
+        import grpc
+
+        class Details(grpc.ClientCallDetails):
+            pass
+
+        d = Details()
+        d.method, d.timeout, d.credentials = details.method, details.timeout, details.credentials
+        d.wait_for_ready, d.compression = details.wait_for_ready, details.compression
+        d.metadata = list(details.metadata or []) + list(self.metadata)
+        return d
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+
+def authed(channel, token):
+    import grpc
+
+    class Interceptor(Bearer, grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+        pass
+
+    return grpc.intercept_channel(channel, Interceptor(token))
 
 
 def runs(blocks):
@@ -93,15 +136,12 @@ def workflow(channel, work):
     backups = backup_grpc.BackupServiceStub(channel)
     csi = csi_grpc.SnapshotMetadataStub(channel)
 
-    path = os.path.join(work, "python-volume.img")
-    with open(path, "wb") as f:
-        f.truncate(SIZE)
-    write_blocks(path, [0, 1, 2, 500, 9000, 16383], seed=1)
-    vol = volumes.RegisterVolume(volume_pb.RegisterVolumeRequest(name="from-python", path=path))
+    vol = volumes.CreateVolume(volume_pb.CreateVolumeRequest(name="from-python", size=SIZE))
+    write_blocks(volumes, volume_pb, vol.id, [0, 1, 2, 500, 9000, 16383], seed=1)
     full = backups.CreateBackup(backup_pb.CreateBackupRequest(volume=vol.id))
     full = wait_backup(backups, backup_pb, full.id)
     changed = [1, 2, 3, 700, 701, 12000]
-    write_blocks(path, changed, seed=77)
+    write_blocks(volumes, volume_pb, vol.id, changed, seed=77)
     inc = backups.CreateBackup(backup_pb.CreateBackupRequest(volume=vol.id, incremental=True))
     inc = wait_backup(backups, backup_pb, inc.id)
     assert inc.kind == "incremental" and inc.parent_id == full.id, inc
@@ -173,6 +213,39 @@ def workflow(channel, work):
     print(f"workflow: delta {full.id}..{inc.id}: {len(expected)} extents agree over iSCSI, listing, stream and CSI")
 
 
+def reader_is_refused(channel):
+    """A reader token lists and reads; every mutating call is PERMISSION_DENIED."""
+    import grpc
+
+    volume_pb = importlib.import_module("blockdelta.v1.volume_pb2")
+    volume_grpc = importlib.import_module("blockdelta.v1.volume_pb2_grpc")
+    backup_pb = importlib.import_module("blockdelta.v1.backup_pb2")
+    backup_grpc = importlib.import_module("blockdelta.v1.backup_pb2_grpc")
+    volumes = volume_grpc.VolumeServiceStub(channel)
+    backups = backup_grpc.BackupServiceStub(channel)
+    listed = volumes.ListVolumes(volume_pb.ListVolumesRequest())
+    names = [v.name for v in listed.volumes]
+    assert "from-python" in names, names
+    vol = next(v for v in listed.volumes if v.name == "from-python")
+    refused = 0
+    for call, request in [
+        (volumes.CreateVolume, volume_pb.CreateVolumeRequest(name="reader-made", size=SIZE)),
+        (volumes.DeleteVolume, volume_pb.DeleteVolumeRequest(volume=vol.id)),
+        (volumes.AttachVolume, volume_pb.AttachVolumeRequest(volume=vol.id)),
+        (backups.CreateBackup, backup_pb.CreateBackupRequest(volume=vol.id)),
+    ]:
+        try:
+            call(request)
+            sys.exit(f"a reader token was allowed {call}")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
+            assert "reader" in e.details(), e.details()
+            refused += 1
+    after = volumes.ListVolumes(volume_pb.ListVolumesRequest())
+    assert sorted(v.id for v in after.volumes) == sorted(v.id for v in listed.volumes)
+    print(f"reader: {len(names)} volumes listed, {refused} mutating calls refused with PERMISSION_DENIED")
+
+
 def reflection_listing(channel):
     """`grpcurl list` and `grpcurl describe SERVICE` through server reflection."""
     from google.protobuf import descriptor_pb2
@@ -207,6 +280,8 @@ def main():
     p.add_argument("--server", required=True)
     p.add_argument("--proto", required=True)
     p.add_argument("--work", required=True)
+    p.add_argument("--token", required=True, help="a member (or admin) token")
+    p.add_argument("--reader-token", help="a reader token of the same project")
     a = p.parse_args()
     out = os.path.join(a.work, "generated")
     os.makedirs(out, exist_ok=True)
@@ -215,7 +290,17 @@ def main():
 
     with grpc.insecure_channel(a.server) as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
-        workflow(channel, a.work)
+        # Without a token every call but health and reflection is refused.
+        try:
+            importlib.import_module("blockdelta.v1.volume_pb2_grpc").VolumeServiceStub(channel).ListVolumes(
+                importlib.import_module("blockdelta.v1.volume_pb2").ListVolumesRequest()
+            )
+            sys.exit("a call without a token was answered")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+        workflow(authed(channel, a.token), a.work)
+        if a.reader_token:
+            reader_is_refused(authed(channel, a.reader_token))
         reflection_listing(channel)
     print("python client: ok")
 

@@ -10,18 +10,23 @@ use super::{
     CreateBackup, Service, check_backup_id, check_name, lock, name_taken, new_id, not_found,
     volume_manifest,
 };
-use crate::catalog::{BackupRecord, Status, VolumeRecord};
+use crate::catalog::{BackupRecord, Quota, Status, VolumeRecord};
 use crate::clock::now_rfc3339;
 use crate::engine::backup::{BackupPlan, run_backup};
 use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
 use crate::engine::source::volume_size;
-use crate::engine::{EngineError, InvalidRequest, JobControl, Refusal};
+use crate::engine::{Denial, EngineError, InvalidRequest, JobControl, Refusal};
+use crate::identity::Caller;
 use crate::kinds::{BackupKind, VolumeKind};
 use crate::repo::{BackupManifest, Codec, TRACKING_BLOCK_SIZE, VolumeManifest};
 
 impl Service {
-    pub fn create_backup(self: &Arc<Self>, req: CreateBackup) -> Result<BackupRecord, EngineError> {
-        let volume = self.get_volume(&req.volume)?;
+    pub fn create_backup(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: CreateBackup,
+    ) -> Result<BackupRecord, EngineError> {
+        let volume = self.get_volume(caller, &req.volume)?;
         let codec = Codec::parse(&req.compression).map_err(InvalidRequest::UnknownCodec)?;
         if !req.name.is_empty() {
             check_name("backup", &req.name)?;
@@ -55,7 +60,7 @@ impl Service {
         }
         let id = new_id("bkp");
         self.claim_volume(&volume.id, format!("backup {id}"))?;
-        let result = self.start_backup(&id, &volume, size, codec, req);
+        let result = self.start_backup(caller, &id, &volume, size, codec, req);
         if result.is_err() {
             self.release_volume(&volume.id);
         }
@@ -64,6 +69,7 @@ impl Service {
 
     fn start_backup(
         self: &Arc<Self>,
+        caller: &Caller,
         id: &str,
         volume: &VolumeRecord,
         size: u64,
@@ -105,10 +111,13 @@ impl Service {
             size,
             compression: codec.name().to_string(),
             created_at: now_rfc3339(),
+            project: volume.project.clone(),
             ..Default::default()
         };
-        self.catalog.insert_backup(&record)?;
+        self.catalog.insert_backup(&record, Quota::Reserve)?;
         self.audit_action(
+            caller,
+            &record.project,
             "backup.create",
             &record.id,
             serde_json::json!({"volume": record.volume_id, "kind": record.kind, "parent": record.parent_id}),
@@ -202,20 +211,30 @@ impl Service {
         Ok(record)
     }
 
-    pub fn get_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
+    /// A backup `caller` may see; another project's is not found.
+    pub fn get_backup(&self, caller: &Caller, id: &str) -> Result<BackupRecord, EngineError> {
         check_backup_id(id)?;
         self.pending.retry(&self.catalog);
-        let mut b = self.catalog.get_backup(id).map_err(not_found)?;
+        let mut b = self
+            .catalog
+            .get_backup(id, caller.visible())
+            .map_err(not_found)?;
         self.pending.overlay_backup(&mut b);
         Ok(b)
     }
 
-    pub fn list_backups(&self, volume: Option<&str>) -> Result<Vec<BackupRecord>, EngineError> {
+    pub fn list_backups(
+        &self,
+        caller: &Caller,
+        volume: Option<&str>,
+    ) -> Result<Vec<BackupRecord>, EngineError> {
         let volume_id = match volume {
-            Some(v) => Some(self.get_volume(v)?.id),
+            Some(v) => Some(self.get_volume(caller, v)?.id),
             None => None,
         };
-        let mut all = self.catalog.list_backups(volume_id.as_deref())?;
+        let mut all = self
+            .catalog
+            .list_backups(volume_id.as_deref(), caller.visible())?;
         all.iter_mut().for_each(|b| self.pending.overlay_backup(b));
         Ok(all)
     }
@@ -232,17 +251,18 @@ impl Service {
     /// cancels it and removes what it wrote.
     pub fn delete_backup(
         self: &Arc<Self>,
+        caller: &Caller,
         id: &str,
         force: bool,
     ) -> Result<BackupRecord, EngineError> {
-        let mut backup = self.get_backup(id)?;
+        let mut backup = self.get_backup(caller, id)?;
         let dependents: Vec<String> = self
             .catalog
             .children(id)?
             .into_iter()
             .filter(|c| {
                 self.catalog
-                    .get_backup(c)
+                    .get_backup(c, None)
                     .is_ok_and(|b| b.status != Status::Error)
             })
             .collect();
@@ -274,7 +294,13 @@ impl Service {
         let running = lock(&self.jobs).get(id).cloned();
         self.catalog.set_backup_status(id, Status::Deleting, "")?;
         backup.status = Status::Deleting;
-        self.audit_action("backup.delete", id, serde_json::json!({"force": force}));
+        self.audit_action(
+            caller,
+            &backup.project,
+            "backup.delete",
+            id,
+            serde_json::json!({"force": force}),
+        );
         let svc = self.clone();
         let id = id.to_string();
         let (panic_svc, panic_id) = (self.clone(), id.clone());
@@ -335,8 +361,8 @@ impl Service {
         }
     }
 
-    fn available_backup(&self, id: &str) -> Result<BackupRecord, EngineError> {
-        let backup = self.get_backup(id)?;
+    fn available_backup(&self, caller: &Caller, id: &str) -> Result<BackupRecord, EngineError> {
+        let backup = self.get_backup(caller, id)?;
         if backup.status != Status::Available {
             return Err(Refusal::BackupNotAvailable {
                 id: id.to_string(),
@@ -348,22 +374,34 @@ impl Service {
     }
 
     /// Restores onto `volume` (id or name; at least the backup's size) or onto a
-    /// new managed volume. Runs in the background; the volume is `restoring`.
+    /// new managed volume of the backup's project. Runs in the background; the volume
+    /// is `restoring`. Onto a registered volume (a host path) only an admin may.
     pub fn restore_backup(
         self: &Arc<Self>,
+        caller: &Caller,
         id: &str,
         volume: Option<&str>,
         name: Option<&str>,
     ) -> Result<(BackupRecord, VolumeRecord), EngineError> {
-        let mut backup = self.available_backup(id)?;
+        let mut backup = self.available_backup(caller, id)?;
         if !self.repo.has_index(id) {
             return Err(Refusal::BackupNotInRepository { id: id.to_string() }.into());
         }
         let (mut target, fresh) = match volume {
             Some(v) => {
-                let target = self.get_volume(v)?;
+                let target = self.get_volume(caller, v)?;
                 if target.kind == VolumeKind::Delta {
                     return Err(InvalidRequest::DeltaIsReadOnly { volume: target.id }.into());
+                }
+                if target.kind == VolumeKind::Registered {
+                    if !caller.is_admin() {
+                        return Err(Denial::RestoreOntoHostPath {
+                            volume: target.id,
+                            path: target.path,
+                        }
+                        .into());
+                    }
+                    self.host_path(caller, &target.path)?;
                 }
                 if target.status == Status::InUse {
                     return Err(Refusal::RestoreTargetAttached { volume: target.id }.into());
@@ -386,6 +424,7 @@ impl Service {
                 let (volume_id, path) = self.make_volume_file(name, backup.size)?;
                 let target = VolumeRecord {
                     id: volume_id,
+                    project: backup.project.clone(),
                     name: name.to_string(),
                     kind: VolumeKind::Managed,
                     path: path.display().to_string(),
@@ -406,9 +445,11 @@ impl Service {
             return Err(name_taken(e));
         }
         if fresh {
-            self.record_new_volume(&target);
+            self.record_new_volume(caller, &target);
         }
         self.audit_action(
+            caller,
+            &target.project,
             "backup.restore",
             &target.id,
             serde_json::json!({"sourceDetails": {"type": "volumeBackup", "id": id}, "newVolume": fresh}),
@@ -461,8 +502,8 @@ impl Service {
         Ok((backup, target))
     }
 
-    pub fn verify_backup(&self, id: &str) -> Result<VerifyOutcome, EngineError> {
-        let backup = self.get_backup(id)?;
+    pub fn verify_backup(&self, caller: &Caller, id: &str) -> Result<VerifyOutcome, EngineError> {
+        let backup = self.get_backup(caller, id)?;
         if backup.status != Status::Available && backup.status != Status::Restoring {
             return Err(Refusal::BackupNotAvailable {
                 id: id.to_string(),

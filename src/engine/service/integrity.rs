@@ -49,7 +49,7 @@ fn index_problem(repo: &Repository, id: &str) -> Result<Option<String>, EngineEr
 /// Checks every backup the catalog counts on against the repository (see the module doc).
 /// Returns how many records changed state.
 pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usize, EngineError> {
-    let backups = catalog.list_backups(None)?;
+    let backups = catalog.list_backups(None, None)?;
     let mut changed = 0;
     let mut broken: Vec<(String, String)> = Vec::new();
     for b in &backups {
@@ -83,7 +83,7 @@ pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usiz
         for child in catalog.children(&id)? {
             if out.insert(child.clone()) {
                 let reason = format!("{DEPENDS_ON}{id}, whose index is missing or damaged");
-                let record = catalog.get_backup(&child)?;
+                let record = catalog.get_backup(&child, None)?;
                 if record.status == Status::Available || out_for_its_index(&record) {
                     if record.error != reason {
                         catalog.set_backup_status(&child, Status::Error, &reason)?;
@@ -95,7 +95,7 @@ pub(super) fn check_indexes(catalog: &Catalog, repo: &Repository) -> Result<usiz
         }
     }
     // Dependents whose parent is whole again come back.
-    for b in catalog.list_backups(None)? {
+    for b in catalog.list_backups(None, None)? {
         if b.status == Status::Error && b.error.starts_with(DEPENDS_ON) && !out.contains(&b.id) {
             catalog.set_backup_status(&b.id, Status::Available, "")?;
             changed += 1;
@@ -123,7 +123,7 @@ pub(super) fn collect_packs(
         return Ok((0, 0));
     }
     let unaccounted: Vec<String> = catalog
-        .list_backups(None)?
+        .list_backups(None, None)?
         .into_iter()
         .filter(|b| {
             (b.status == Status::Available || b.status == Status::Restoring || out_for_its_index(b))

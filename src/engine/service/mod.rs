@@ -11,6 +11,7 @@
 
 mod attachments;
 mod backups;
+mod identity;
 mod integrity;
 mod recover;
 mod state;
@@ -57,6 +58,10 @@ pub struct Service {
     /// Backups and restores hold it shared; garbage collection exclusively, since
     /// a running backup's finished packs are referenced by no index yet.
     gc_lock: RwLock<()>,
+    /// Token secrets are stored as keyed hashes with this key (kept in the catalog).
+    token_key: [u8; 32],
+    /// The operator's `volume_roots`: the only places host paths may be used.
+    volume_roots: Vec<PathBuf>,
     /// Final job states the catalog could not take yet (see `state`).
     pending: state::PendingStates,
     /// Held (flock) for the service's life: one server per data directory, since
@@ -132,7 +137,7 @@ impl Service {
     /// Opens (creating if needed) the catalog and repository under `data_dir`,
     /// marks whatever was running when the last server stopped as interrupted and
     /// removes the packs such runs left behind.
-    pub fn open(data_dir: &Path) -> Result<Arc<Service>, EngineError> {
+    pub fn open(data_dir: &Path, volume_roots: Vec<PathBuf>) -> Result<Arc<Service>, EngineError> {
         std::fs::create_dir_all(data_dir).map_err(|e| EngineError::io(data_dir.display(), e))?;
         let data_dir = data_dir
             .canonicalize()
@@ -143,8 +148,9 @@ impl Service {
             .map_err(|e| EngineError::io(volumes_dir.display(), e))?;
         let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
         let repo = Repository::open_or_create(&data_dir.join("repository"))?;
+        let token_key = catalog.token_key()?;
         let interrupted: Vec<String> = catalog
-            .list_backups(None)?
+            .list_backups(None, None)?
             .into_iter()
             .filter(|b| b.status == Status::Creating)
             .map(|b| b.id)
@@ -179,6 +185,8 @@ impl Service {
             jobs: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),
+            token_key,
+            volume_roots,
             pending: state::PendingStates::default(),
             _dir_lock: dir_lock,
         }))
@@ -290,6 +298,7 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, EngineError> {
 fn volume_manifest(v: &VolumeRecord) -> VolumeManifest {
     VolumeManifest {
         id: v.id.clone(),
+        project: v.project.clone(),
         name: v.name.clone(),
         kind: v.kind,
         path: v.path.clone(),

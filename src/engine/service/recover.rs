@@ -6,8 +6,9 @@ use std::path::Path;
 
 use super::Service;
 use super::attachment_record;
-use crate::catalog::{BackupRecord, DeltaSourceRecord, Status, VolumeRecord};
+use crate::catalog::{BackupRecord, DeltaSourceRecord, Quota, Status, VolumeRecord};
 use crate::engine::{EngineError, InvalidRequest};
+use crate::identity::{ADMIN_PROJECT, Caller};
 use crate::repo::VolumeManifest;
 
 #[derive(Debug, Default)]
@@ -18,8 +19,10 @@ pub struct RecoverReport {
 }
 
 impl Service {
-    /// Rebuilds missing catalog records from the repository alone.
-    pub fn recover(&self, repository: &str) -> Result<RecoverReport, EngineError> {
+    /// Rebuilds missing catalog records from the repository alone. Records keep the
+    /// project their manifests name (`admin` for manifests older than projects), and
+    /// a project a manifest names that the catalog lacks is created.
+    pub fn recover(&self, caller: &Caller, repository: &str) -> Result<RecoverReport, EngineError> {
         let own = self
             .repo
             .root()
@@ -68,17 +71,21 @@ impl Service {
                 volumes.push(idx.manifest.volume.clone());
             }
         }
+        for v in &volumes {
+            self.ensure_project(&v.project)?;
+        }
         // Delta volumes after the backups they show (their rules read those records).
         let (deltas, plain): (Vec<VolumeManifest>, Vec<VolumeManifest>) =
             volumes.into_iter().partition(|v| v.delta_source.is_some());
         let mut attachments = Vec::new();
         for v in plain {
-            if self.catalog.find_volume(&v.id).is_ok() {
+            if self.catalog.find_volume(&v.id, None).is_ok() {
                 continue;
             }
             let present = Path::new(&v.path).exists();
             let record = VolumeRecord {
                 id: v.id.clone(),
+                project: v.project.clone(),
                 name: self.free_name(&v),
                 kind: v.kind,
                 path: v.path.clone(),
@@ -95,7 +102,7 @@ impl Service {
                 },
                 created_at: v.created_at.clone(),
             };
-            self.catalog.insert_volume(&record)?;
+            self.catalog.insert_volume(&record, Quota::Exempt)?;
             report.volumes += 1;
             attachments.extend(v.attachment.clone().map(|a| (v.id.clone(), a)));
         }
@@ -105,7 +112,7 @@ impl Service {
         let mut out: HashSet<String> = HashSet::new();
         for idx in indexes {
             let m = &idx.manifest;
-            if self.catalog.get_backup(&m.id).is_ok() {
+            if self.catalog.get_backup(&m.id, None).is_ok() {
                 continue;
             }
             let broken_parent = m
@@ -126,7 +133,7 @@ impl Service {
                 }
                 None => (Status::Available, String::new()),
             };
-            self.catalog.insert_backup(&BackupRecord {
+            let record = BackupRecord {
                 id: m.id.clone(),
                 volume_id: m.volume.id.clone(),
                 name: m.name.clone(),
@@ -143,16 +150,19 @@ impl Service {
                 error,
                 created_at: m.created_at.clone(),
                 completed_at: m.completed_at.clone(),
-            })?;
+                project: m.volume.project.clone(),
+            };
+            self.catalog.insert_backup(&record, Quota::Exempt)?;
             report.backups += 1;
         }
         for v in deltas {
             let Some(d) = &v.delta_source else { continue };
-            if self.catalog.find_volume(&v.id).is_ok() {
+            if self.catalog.find_volume(&v.id, None).is_ok() {
                 continue;
             }
             let record = VolumeRecord {
                 id: v.id.clone(),
+                project: v.project.clone(),
                 name: self.free_name(&v),
                 kind: v.kind,
                 path: String::new(),
@@ -168,7 +178,8 @@ impl Service {
                 change_block_size: d.change_block_size,
                 changed_bytes: d.changed_bytes,
             };
-            self.catalog.insert_delta_volume(&record, &source)?;
+            self.catalog
+                .insert_delta_volume(&record, &source, Quota::Exempt)?;
             report.volumes += 1;
             attachments.extend(v.attachment.clone().map(|a| (v.id.clone(), a)));
         }
@@ -182,15 +193,22 @@ impl Service {
                 .messages
                 .push(format!("attachment of {volume_id} recovered"));
         }
-        // The history too, when the catalog has none of its own.
-        if self.catalog.audit_is_empty()? {
+        // The history too: every event of the repository's log the catalog lacks (a
+        // rebuilt catalog has only what happened since, such as its first admin token).
+        {
+            let known: HashSet<String> = self.catalog.audit_lines(None)?.into_iter().collect();
             let mut events = 0;
             for line in self.repo.audit_lines()? {
                 let Ok(parsed) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
                 let at = parsed["at"].as_str().unwrap_or_default();
-                self.catalog.audit_at(at, &parsed["event"])?;
+                let event = &parsed["event"];
+                if known.contains(&crate::catalog::audit_line(at, &event.to_string())) {
+                    continue;
+                }
+                let project = event["project"].as_str().unwrap_or(ADMIN_PROJECT);
+                self.catalog.audit_at(at, project, event)?;
                 events += 1;
             }
             if events > 0 {
@@ -200,6 +218,8 @@ impl Service {
             }
         }
         self.audit_action(
+            caller,
+            ADMIN_PROJECT,
             "recover",
             "",
             serde_json::json!({"volumes": report.volumes, "backups": report.backups}),
@@ -209,7 +229,7 @@ impl Service {
 
     /// The manifest's name, or `name-id` when another volume has it now.
     fn free_name(&self, v: &VolumeManifest) -> String {
-        if self.catalog.find_volume(&v.name).is_ok() {
+        if self.catalog.find_volume(&v.name, Some(&v.project)).is_ok() {
             format!("{}-{}", v.name, v.id)
         } else {
             v.name.clone()

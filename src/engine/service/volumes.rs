@@ -7,18 +7,24 @@ use super::{MAX_NAME_LEN, attachment_manifest};
 use super::{
     Service, check_name, check_size, lock, name_taken, new_id, not_found, volume_manifest,
 };
-use crate::catalog::{DeltaSourceRecord, Status, VolumeRecord};
+use crate::catalog::{DeltaSourceRecord, Quota, Status, VolumeRecord};
 use crate::clock::now_rfc3339;
 use crate::engine::source::volume_size;
-use crate::engine::{EngineError, InvalidRequest, Refusal};
+use crate::engine::{Denial, EngineError, InvalidRequest, Refusal};
 use crate::faults::fault;
+use crate::identity::{Caller, roots};
 use crate::kinds::VolumeKind;
 use crate::repo::{DeltaSourceManifest, VolumeManifest};
 
 impl Service {
-    pub fn create_volume(&self, name: &str, size: u64) -> Result<VolumeRecord, EngineError> {
+    pub fn create_volume(
+        &self,
+        caller: &Caller,
+        name: &str,
+        size: u64,
+    ) -> Result<VolumeRecord, EngineError> {
         let (id, path) = self.make_volume_file(name, size)?;
-        self.insert_volume(id, name, VolumeKind::Managed, path, size)
+        self.insert_volume(caller, id, name, VolumeKind::Managed, path, size)
     }
 
     /// A new managed volume's sparse file, not yet recorded: its id and path.
@@ -52,26 +58,34 @@ impl Service {
         Ok((id, path))
     }
 
-    pub fn register_volume(&self, name: &str, path: &str) -> Result<VolumeRecord, EngineError> {
+    /// Registers a host file or device: an admin's, and only under the operator's
+    /// volume roots, checked on the canonical path (symlinks and `..` resolved).
+    pub fn register_volume(
+        &self,
+        caller: &Caller,
+        name: &str,
+        path: &str,
+    ) -> Result<VolumeRecord, EngineError> {
         check_name("volume", name)?;
-        let path = Path::new(path);
-        if !path.is_absolute() {
+        let asked = Path::new(path);
+        if !asked.is_absolute() {
             return Err(InvalidRequest::RelativePath {
-                path: path.display().to_string(),
+                path: asked.display().to_string(),
             }
             .into());
         }
-        let path = path
-            .canonicalize()
-            .map_err(|_| InvalidRequest::NoSuchPath {
-                path: path.display().to_string(),
-            })?;
+        let path = self.host_path(caller, path).map_err(|e| match e {
+            EngineError::Denied(Denial::HostPath(roots::RootError::Unresolvable {
+                path, ..
+            })) => InvalidRequest::NoSuchPath { path }.into(),
+            other => other,
+        })?;
         let size = volume_size(&path)?;
         check_size(size)?;
         let shown = path.display().to_string();
         if let Some(other) = self
             .catalog
-            .list_volumes()?
+            .list_volumes(None)?
             .into_iter()
             .find(|v| v.kind != VolumeKind::Delta && v.path == shown)
         {
@@ -83,13 +97,22 @@ impl Service {
             .into());
         }
         let id = new_id("vol");
-        self.insert_volume(id, name, VolumeKind::Registered, path, size)
+        self.insert_volume(caller, id, name, VolumeKind::Registered, path, size)
+    }
+
+    /// A host path `caller` may use: an admin's, under a volume root, canonical.
+    pub(super) fn host_path(&self, caller: &Caller, path: &str) -> Result<PathBuf, EngineError> {
+        if !caller.is_admin() {
+            return Err(Denial::HostPathNeedsAdmin { path: path.into() }.into());
+        }
+        Ok(roots::admit(&self.volume_roots, path).map_err(Denial::HostPath)?)
     }
 
     /// Records a delta volume whose source `delta::rules` has validated: no file,
     /// no data, available at once. The audit line carries Oracle's `sourceDetails`.
     pub fn create_delta_volume(
         &self,
+        caller: &Caller,
         name: &str,
         size: u64,
         source: &DeltaSourceRecord,
@@ -103,6 +126,7 @@ impl Service {
         check_name("volume", &name)?;
         let record = VolumeRecord {
             id: id.clone(),
+            project: caller.owner().to_string(),
             name,
             kind: VolumeKind::Delta,
             path: String::new(),
@@ -116,7 +140,7 @@ impl Service {
             ..source.clone()
         };
         self.catalog
-            .insert_delta_volume(&record, &source)
+            .insert_delta_volume(&record, &source, Quota::Reserve)
             .map_err(name_taken)?;
         // Recover needs the definition: without this manifest a rebuilt catalog would
         // lose the delta volume.
@@ -124,6 +148,8 @@ impl Service {
             tracing::warn!(volume = %record.id, error = %e, "cannot write the delta volume's manifest");
         }
         self.audit_action(
+            caller,
+            &record.project,
             "volume.create",
             &record.id,
             serde_json::json!({
@@ -142,6 +168,7 @@ impl Service {
 
     fn insert_volume(
         &self,
+        caller: &Caller,
         id: String,
         name: &str,
         kind: VolumeKind,
@@ -150,6 +177,7 @@ impl Service {
     ) -> Result<VolumeRecord, EngineError> {
         let record = VolumeRecord {
             id,
+            project: caller.owner().to_string(),
             name: name.to_string(),
             kind,
             path: path.display().to_string(),
@@ -158,7 +186,7 @@ impl Service {
             error: String::new(),
             created_at: now_rfc3339(),
         };
-        if let Err(e) = self.catalog.insert_volume(&record) {
+        if let Err(e) = self.catalog.insert_volume(&record, Quota::Reserve) {
             if kind == VolumeKind::Managed
                 && let Err(cleanup) = std::fs::remove_file(&path)
             {
@@ -168,6 +196,8 @@ impl Service {
         }
         self.sync_volume_manifest(&record.id)?;
         self.audit_action(
+            caller,
+            &record.project,
             "volume.create",
             &record.id,
             serde_json::json!({"kind": record.kind, "size": record.size, "path": record.path}),
@@ -177,25 +207,40 @@ impl Service {
 
     /// The repository manifest and audit line of a volume a restore created. A manifest
     /// that cannot be written costs `recover` this volume, not the restore: logged.
-    pub(super) fn record_new_volume(&self, record: &VolumeRecord) {
+    pub(super) fn record_new_volume(&self, caller: &Caller, record: &VolumeRecord) {
         if let Err(e) = self.sync_volume_manifest(&record.id) {
             tracing::warn!(volume = %record.id, error = %e, "cannot write the volume manifest");
         }
         self.audit_action(
+            caller,
+            &record.project,
             "volume.create",
             &record.id,
             serde_json::json!({"kind": record.kind, "size": record.size, "path": record.path}),
         );
     }
 
-    /// Appends to the audit log; a failure to record is logged, not fatal to the
+    /// Writes an audit event to `project`'s log in the catalog and to the repository's
+    /// audit log (which `recover` reads back), the same line in both, with who did it
+    /// (project, token id, role). A failure to record is logged, not fatal to the
     /// operation that already happened.
-    /// Writes an audit event to the catalog and to the repository's audit log (which
-    /// `recover` reads back), the same line in both.
-    pub fn audit_action(&self, action: &str, id: &str, details: serde_json::Value) {
-        let event = serde_json::json!({"action": action, "id": id, "details": details});
+    pub fn audit_action(
+        &self,
+        caller: &Caller,
+        project: &str,
+        action: &str,
+        id: &str,
+        details: serde_json::Value,
+    ) {
+        let event = serde_json::json!({
+            "action": action,
+            "id": id,
+            "details": details,
+            "project": project,
+            "caller": caller.audit_fields(),
+        });
         let at = now_rfc3339();
-        if let Err(e) = self.catalog.audit_at(&at, &event) {
+        if let Err(e) = self.catalog.audit_at(&at, project, &event) {
             tracing::warn!(error = %e, %action, %id, "audit log write failed");
         }
         let line = serde_json::json!({"at": at, "event": event}).to_string();
@@ -207,7 +252,10 @@ impl Service {
     /// Writes a volume's repository manifest from the catalog: its record, a delta
     /// volume's source, its attachment. Called after each change to any of them.
     pub fn sync_volume_manifest(&self, volume_id: &str) -> Result<(), EngineError> {
-        let v = self.catalog.find_volume(volume_id).map_err(not_found)?;
+        let v = self
+            .catalog
+            .find_volume(volume_id, None)
+            .map_err(not_found)?;
         let mut m = volume_manifest(&v);
         m.delta_source = self
             .catalog
@@ -222,9 +270,14 @@ impl Service {
         Ok(self.repo.write_volume(&m)?)
     }
 
-    /// The audit log as JSON lines, oldest first; only lines naming `id` if given.
-    pub fn audit_events(&self, id: Option<&str>) -> Result<Vec<String>, EngineError> {
-        let lines = self.catalog.audit_lines()?;
+    /// The audit log of the projects `caller` sees as JSON lines, oldest first; only
+    /// lines naming `id` if given.
+    pub fn audit_events(
+        &self,
+        caller: &Caller,
+        id: Option<&str>,
+    ) -> Result<Vec<String>, EngineError> {
+        let lines = self.catalog.audit_lines(caller.visible())?;
         Ok(match id {
             Some(id) => {
                 let quoted = format!("\"{id}\"");
@@ -234,7 +287,12 @@ impl Service {
         })
     }
 
-    pub fn get_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
+    /// A volume `caller` may see; another project's is not found.
+    pub fn get_volume(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+    ) -> Result<VolumeRecord, EngineError> {
         if id_or_name.is_empty() || id_or_name.len() > MAX_NAME_LEN {
             return Err(InvalidRequest::IdOrNameLength {
                 max: MAX_NAME_LEN,
@@ -243,14 +301,17 @@ impl Service {
             .into());
         }
         self.pending.retry(&self.catalog);
-        let mut v = self.catalog.find_volume(id_or_name).map_err(not_found)?;
+        let mut v = self
+            .catalog
+            .find_volume(id_or_name, caller.visible())
+            .map_err(not_found)?;
         self.pending.overlay_volume(&mut v);
         Ok(v)
     }
 
-    pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, EngineError> {
+    pub fn list_volumes(&self, caller: &Caller) -> Result<Vec<VolumeRecord>, EngineError> {
         self.pending.retry(&self.catalog);
-        let mut all = self.catalog.list_volumes()?;
+        let mut all = self.catalog.list_volumes(caller.visible())?;
         all.iter_mut().for_each(|v| self.pending.overlay_volume(v));
         Ok(all)
     }
@@ -262,8 +323,12 @@ impl Service {
             .map(|j| j.control.progress())
     }
 
-    pub fn delete_volume(&self, id_or_name: &str) -> Result<VolumeRecord, EngineError> {
-        let volume = self.get_volume(id_or_name)?;
+    pub fn delete_volume(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+    ) -> Result<VolumeRecord, EngineError> {
+        let volume = self.get_volume(caller, id_or_name)?;
         let busy = lock(&self.busy);
         if let Some(what) = busy.get(&volume.id) {
             return Err(Refusal::VolumeBusy {
@@ -292,6 +357,8 @@ impl Service {
         };
         self.repo.write_volume(&tombstone)?;
         self.audit_action(
+            caller,
+            &volume.project,
             "volume.delete",
             &volume.id,
             serde_json::json!({"name": volume.name}),

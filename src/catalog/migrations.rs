@@ -1,0 +1,127 @@
+//! The catalog's schema history, applied in order at open (`PRAGMA user_version` counts
+//! what has run). Version 0 is the schema of the first release; a data dir made by any
+//! earlier version upgrades here without a manual step.
+
+use rusqlite::Connection;
+
+use super::CatalogError;
+
+/// The first release's tables (what a data dir without a user_version holds).
+const V0: &str = "
+CREATE TABLE IF NOT EXISTS volumes (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, path TEXT NOT NULL,
+    size INTEGER NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backups (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, volume_id TEXT NOT NULL,
+    name TEXT NOT NULL, kind TEXT NOT NULL, parent_id TEXT, chain_id TEXT NOT NULL,
+    status TEXT NOT NULL, size INTEGER NOT NULL, compression TEXT NOT NULL,
+    changed_blocks INTEGER NOT NULL DEFAULT 0, allocated_blocks INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0, content_hash TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, completed_at TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS backups_volume ON backups(volume_id);
+CREATE INDEX IF NOT EXISTS backups_parent ON backups(parent_id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS delta_sources (
+    volume_id TEXT PRIMARY KEY, first_backup_id TEXT NOT NULL, second_backup_id TEXT NOT NULL,
+    change_block_size INTEGER NOT NULL, changed_bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS delta_sources_first ON delta_sources(first_backup_id);
+CREATE INDEX IF NOT EXISTS delta_sources_second ON delta_sources(second_backup_id);
+CREATE TABLE IF NOT EXISTS attachments (
+    volume_id TEXT PRIMARY KEY, target_name TEXT NOT NULL UNIQUE, initiator TEXT NOT NULL,
+    chap_user TEXT NOT NULL, chap_secret TEXT NOT NULL, block_size INTEGER NOT NULL,
+    read_only INTEGER NOT NULL, attached_at TEXT NOT NULL);
+";
+
+/// Projects, tokens and quotas (DESIGN.md §10). Everything that existed goes to the
+/// `admin` project; volume names become unique per project (SQLite cannot drop a UNIQUE
+/// constraint, so the table is rebuilt).
+const V1: &str = "
+CREATE TABLE projects (
+    name TEXT PRIMARY KEY, delta_enabled INTEGER, created_at TEXT NOT NULL);
+INSERT INTO projects (name, delta_enabled, created_at)
+    VALUES ('admin', NULL, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
+    last_used_at TEXT NOT NULL DEFAULT '', revoked_at TEXT NOT NULL DEFAULT '');
+CREATE TABLE quotas (
+    project TEXT NOT NULL, resource TEXT NOT NULL, hard_limit INTEGER NOT NULL,
+    PRIMARY KEY (project, resource));
+CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE volumes_v1 (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    path TEXT NOT NULL, size INTEGER NOT NULL, status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, UNIQUE (project, name));
+INSERT INTO volumes_v1 (id, project, name, kind, path, size, status, error, created_at)
+    SELECT id, 'admin', name, kind, path, size, status, error, created_at FROM volumes;
+DROP TABLE volumes;
+ALTER TABLE volumes_v1 RENAME TO volumes;
+ALTER TABLE backups ADD COLUMN project TEXT NOT NULL DEFAULT 'admin';
+CREATE INDEX backups_project ON backups(project);
+ALTER TABLE audit ADD COLUMN project TEXT NOT NULL DEFAULT 'admin';
+CREATE INDEX audit_project ON audit(project);
+";
+
+const MIGRATIONS: &[&str] = &[V0, V1];
+
+/// Runs every migration the database has not had, each in its own transaction with its
+/// version bump, so a crash leaves it at one version or the next.
+pub fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
+    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if done as usize > MIGRATIONS.len() {
+        return Err(CatalogError::Corrupt(format!(
+            "catalog schema version {done} is newer than this server's {}: upgrade the server",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catalog made by the first release (no user_version) upgrades: its rows go to
+    /// `admin`, and names may now repeat across projects.
+    #[test]
+    fn first_release_catalog_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(V0).unwrap();
+            conn.execute(
+                "INSERT INTO volumes VALUES ('vol-1', 'data', 'managed', '/x', 4096, 'available', '', 't')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let project: String = conn
+            .query_row("SELECT project FROM volumes WHERE id = 'vol-1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(project, "admin");
+        conn.execute(
+            "INSERT INTO volumes (id, project, name, kind, path, size, status, created_at)
+             VALUES ('vol-2', 'b', 'data', 'managed', '/y', 4096, 'available', 't')",
+            [],
+        )
+        .unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}
