@@ -252,6 +252,34 @@ mod tests {
         );
     }
 
+    /// dist/blockdelta.toml names every key with its default: it loads, and equals them.
+    #[test]
+    fn the_sample_config_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/blockdelta.toml");
+        assert_eq!(
+            Config::load(Some(&path), Overrides::default()).unwrap(),
+            Config::default()
+        );
+        // Every key of the struct appears in it, set or commented out.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let keys = toml::Value::try_from(Config {
+            iscsi_advertise: Some(String::new()),
+            iscsi_discovery_chap_user: Some(String::new()),
+            iscsi_discovery_chap_secret: Some(String::new()),
+            tls_cert: Some(PathBuf::new()),
+            tls_key: Some(PathBuf::new()),
+            tls_client_ca: Some(PathBuf::new()),
+            ..Config::default()
+        })
+        .unwrap();
+        for key in keys.as_table().unwrap().keys() {
+            assert!(
+                text.contains(&format!("{key} = ")),
+                "dist/blockdelta.toml lacks {key}"
+            );
+        }
+    }
+
     #[test]
     fn advertised_portal_and_discovery_chap_are_checked() {
         let with = |o: Overrides| Config::load(None, o);

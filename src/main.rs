@@ -66,7 +66,12 @@ struct Cli {
     #[arg(long, global = true, env = "BLOCKDELTA_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Act for this project (admins only).
-    #[arg(long = "project", global = true, env = "BLOCKDELTA_PROJECT")]
+    #[arg(
+        long = "project",
+        global = true,
+        env = "BLOCKDELTA_PROJECT",
+        value_name = "NAME"
+    )]
     acting_for: Option<String>,
     /// PEM CA that signed the server's certificate, for `--server https://…`.
     #[arg(long, global = true, env = "BLOCKDELTA_CA_CERT")]
@@ -112,6 +117,13 @@ enum Command {
     Quota(cli::identity::QuotaCommand),
     /// The token's id, project and role.
     Whoami,
+    /// Shell completions on stdout: bash, zsh, fish, elvish, powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout: `blockdelta manpage > blockdelta.1`.
+    Manpage,
     /// Rebuild missing catalog records from the repository alone.
     Recover {
         /// The server's repository folder (DATA_DIR/repository).
@@ -147,6 +159,16 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Serve(args) => return cli::serve::serve(args).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "blockdelta", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
         client => client,
     };
     let tls = cli::ClientTls {
@@ -167,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => cli::identity::token(channel, cmd, cli.acting_for, cli.json).await,
         Command::Quota(cmd) => cli::identity::quota(channel, cmd, cli.json).await,
         Command::Whoami => cli::identity::whoami(channel, cli.json).await,
+        Command::Completions { .. } | Command::Manpage => unreachable!("answered above"),
         Command::Recover { repository } => {
             cli::backups::recover(channel, repository, cli.json).await
         }

@@ -71,6 +71,8 @@ fn streaming<M: Message + Default + Send + Sync + 'static>(
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Least {
+    /// No token needed: CSI's Identity (what plugin this is; no one's data).
+    Open,
     Reader,
     Member,
     Admin,
@@ -396,6 +398,27 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
         pb::WhoAmIRequest {}
     );
     case!(
+        unary,
+        "/csi.v1.Identity/GetPluginInfo",
+        Open,
+        Answered,
+        csi_pb::GetPluginInfoRequest {}
+    );
+    case!(
+        unary,
+        "/csi.v1.Identity/GetPluginCapabilities",
+        Open,
+        Answered,
+        csi_pb::GetPluginCapabilitiesRequest {}
+    );
+    case!(
+        unary,
+        "/csi.v1.Identity/Probe",
+        Open,
+        Answered,
+        csi_pb::ProbeRequest {}
+    );
+    case!(
         streaming,
         "/csi.v1.SnapshotMetadata/GetMetadataAllocated",
         Reader,
@@ -538,6 +561,11 @@ async fn every_rpc_refuses_the_wrong_caller_and_changes_nothing() {
     let url = server.url.clone();
     for (path, case) in &cases {
         let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
+        if case.least == Least::Open {
+            let r = (case.call)(url.clone(), String::new()).await;
+            assert_eq!(code(r), Code::Ok, "{path}: open to all");
+            continue;
+        }
         assert_eq!(
             code((case.call)(url.clone(), String::new()).await),
             Code::Unauthenticated,

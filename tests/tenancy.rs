@@ -315,3 +315,42 @@ fn a_failed_backup_gives_its_quota_back() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["status"], "error");
 }
+
+/// `delta_enabled` per project (Oracle: "not enabled for the tenancy" is NOT_FOUND), the
+/// server-wide setting its default.
+#[test]
+fn delta_volumes_are_a_per_project_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &["--delta-enabled", "false"]);
+    let on = member_of(&server, "on");
+    server.json1(&["project", "set", "on", "--delta-enabled", "true"]);
+    let off = member_of(&server, "off");
+    for (token, project, allowed) in [(&on, "on", true), (&off, "off", false)] {
+        let run = |args: &[&str]| -> Value {
+            let (ok, out) = as_token(&server, token, &[&["--json"][..], args].concat());
+            assert!(ok, "{project} {args:?}: {out}");
+            serde_json::from_str(out.lines().next().unwrap()).unwrap()
+        };
+        let vol = s(&run(&["volume", "create", "--name", "v", "--size", "1M"])["id"]);
+        let full = s(&run(&["backup", "create", &vol, "--wait"])["id"]);
+        let inc = s(&run(&["backup", "create", &vol, "--incremental", "--wait"])["id"]);
+        let args = [
+            "volume",
+            "create",
+            "--from-delta",
+            "--first-backup",
+            &full,
+            "--second-backup",
+            &inc,
+        ];
+        if allowed {
+            run(&args);
+        } else {
+            refused(&server, token, &args, "NOT_FOUND", "not enabled");
+        }
+    }
+    let listed = server.json(&["project", "list"]);
+    let setting =
+        |name: &str| listed.iter().find(|p| p["name"] == name).unwrap()["delta_enabled"].clone();
+    assert_eq!((setting("on"), setting("off")), (true.into(), false.into()));
+}

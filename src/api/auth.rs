@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tonic::Status;
 use tonic::codegen::http;
+use tracing::Instrument;
 
 use crate::catalog::TokenRecord;
 use crate::engine::Service;
@@ -273,16 +274,34 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        Box::pin(async move {
-            match auth.admit(req.uri().path(), req.headers()).await {
-                Ok(caller) => {
-                    if let Some(c) = caller {
-                        req.extensions_mut().insert(c);
+        // Every line logged while this call is served carries its request id, which the
+        // answer carries too (`x-request-id`), so a user's report finds the server's lines.
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        let method = req.uri().path().to_string();
+        let span = tracing::info_span!("request", request_id = %request_id, method = %method);
+        let started = std::time::Instant::now();
+        Box::pin(
+            async move {
+                let mut answer = match auth.admit(req.uri().path(), req.headers()).await {
+                    Ok(caller) => {
+                        if let Some(c) = &caller {
+                            tracing::debug!(token = %c.token_id, role = %c.role, "call");
+                            req.extensions_mut().insert(c.clone());
+                        }
+                        inner.call(req).await?
                     }
-                    inner.call(req).await
+                    Err(status) => {
+                        tracing::debug!(code = ?status.code(), reason = status.message(), "refused");
+                        status.into_http()
+                    }
+                };
+                if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                    answer.headers_mut().insert("x-request-id", v);
                 }
-                Err(status) => Ok(status.into_http()),
+                tracing::debug!(ms = started.elapsed().as_millis() as u64, "answered");
+                Ok(answer)
             }
-        })
+            .instrument(span),
+        )
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backups;
 pub mod convert;
 pub mod csi;
+pub mod csi_identity;
 pub mod identity;
 pub mod status;
 pub mod volumes;
@@ -70,7 +71,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<Response<T>, Status> {
     let api = api.clone();
-    tokio::task::spawn_blocking(move || f(&api))
+    // The request's span (its request id) follows the work onto the blocking thread.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| f(&api)))
         .await
         .map_err(status::join_error)?
         .map(Response::new)
@@ -128,6 +131,9 @@ pub async fn serve(
         .add_service(IdentityServiceServer::new(identity::IdentityApi {
             api: api.clone(),
         }))
+        .add_service(csi_pb::identity_server::IdentityServer::new(
+            csi_identity::CsiIdentityApi { api: api.clone() },
+        ))
         .add_service(
             csi_pb::snapshot_metadata_server::SnapshotMetadataServer::new(csi::CsiApi { api }),
         )
@@ -139,4 +145,49 @@ pub async fn serve(
         )
         .await?;
     Ok(())
+}
+
+/// Binds the CSI socket (`serve --csi-socket`), replacing a stale socket file; the file is
+/// the owner's only (the umask).
+pub fn bind_csi_socket(
+    path: &std::path::Path,
+) -> Result<tokio::net::UnixListener, Box<dyn std::error::Error + Send + Sync>> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing the stale socket {}: {e}", path.display()).into()),
+    }
+    Ok(tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("binding the CSI socket {}: {e}", path.display()))?)
+}
+
+/// Serves CSI's Identity and SnapshotMetadata on the bound unix socket at `path`, as the
+/// Kubernetes sidecar expects its plugin, until `shutdown` resolves; then removes the file.
+/// The same rules as on the TCP port: SnapshotMetadata needs a token (header or
+/// `secrets`), Identity none.
+pub async fn serve_csi_socket(
+    api: Arc<Api>,
+    listener: tokio::net::UnixListener,
+    path: std::path::PathBuf,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let served = tonic::transport::Server::builder()
+        .layer(auth::AuthLayer {
+            auth: api.auth.clone(),
+        })
+        .add_service(csi_pb::identity_server::IdentityServer::new(
+            csi_identity::CsiIdentityApi { api: api.clone() },
+        ))
+        .add_service(
+            csi_pb::snapshot_metadata_server::SnapshotMetadataServer::new(csi::CsiApi { api }),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await;
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove the CSI socket");
+    }
+    Ok(served?)
 }

@@ -7,10 +7,11 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::changed::{Listing, fetch};
-use super::output::{human, print_backup, print_extents, print_volume};
+use super::output::{backup_header, backup_row, human, print_backup, print_extents, print_volume};
 use super::{Progress, volumes};
 use blockdelta::api::pb;
 use blockdelta::api::pb::backup_service_client::BackupServiceClient;
+use blockdelta::api::pb::volume_service_client::VolumeServiceClient;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
@@ -115,8 +116,26 @@ pub async fn run(channel: Channel, cmd: BackupCommand, json: bool) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
-            for b in list.backups {
-                print_backup(&b, json, false);
+            if json {
+                for b in list.backups {
+                    print_backup(&b, json, false);
+                }
+            } else {
+                // Names beside ids: the volumes the caller can see.
+                let names: std::collections::HashMap<String, String> =
+                    VolumeServiceClient::new(channel.clone())
+                        .list_volumes(pb::ListVolumesRequest {})
+                        .await?
+                        .into_inner()
+                        .volumes
+                        .into_iter()
+                        .map(|v| (v.id, v.name))
+                        .collect();
+                outln!("{}", backup_header());
+                for b in list.backups {
+                    let name = names.get(&b.volume_id).map_or("", String::as_str);
+                    outln!("{}", backup_row(&b, name));
+                }
             }
         }
         BackupCommand::Show { id } => {

@@ -200,6 +200,9 @@ pub async fn project(channel: Channel, cmd: ProjectCommand, json: bool) -> anyho
                 .list_projects(pb::ListProjectsRequest {})
                 .await?
                 .into_inner();
+            if !json {
+                outln!("{:<24} {:<22} CREATED", "PROJECT", "DELTA VOLUMES");
+            }
             for p in &r.projects {
                 print_project(p, json);
             }
@@ -272,6 +275,16 @@ pub async fn token(
                 })
                 .await?
                 .into_inner();
+            if !json {
+                outln!(
+                    "{:<20}  {:<16} {:<7} {:<25} {:<25} STATE",
+                    "ID",
+                    "PROJECT",
+                    "ROLE",
+                    "CREATED",
+                    "LAST USED"
+                );
+            }
             for t in &r.tokens {
                 print_token(t, json);
             }

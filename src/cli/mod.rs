@@ -4,6 +4,7 @@
 pub mod backups;
 pub mod changed;
 pub mod identity;
+pub mod logging;
 pub mod output;
 pub mod serve;
 pub mod volumes;

@@ -91,15 +91,29 @@ pub fn print_volume(v: &pb::Volume, json: bool, detailed: bool) {
         }
     } else {
         outln!(
-            "{}  {:<20} {:<10} {:>10}  {:<10} {}",
+            "{:<20}  {:<20} {:<10} {:>10}  {:<10} {:<12} {}",
             v.id,
             v.name,
             v.kind,
             human(v.size),
             v.status,
+            v.project,
             if v.kind == "delta" { "-" } else { &v.path }
         );
     }
+}
+
+/// The header row of `volume list`.
+pub fn volume_header() {
+    outln!(
+        "{:<20}  {:<20} {:<10} {:>10}  {:<10} {:<12} PATH",
+        "ID",
+        "NAME",
+        "KIND",
+        "SIZE",
+        "STATUS",
+        "PROJECT"
+    );
 }
 
 pub fn print_attachment(a: &pb::Attachment, json: bool) {
@@ -120,10 +134,25 @@ pub fn print_attachment(a: &pb::Attachment, json: bool) {
         outln!("chap user:   {}", a.chap_username);
         outln!("chap secret: {}", a.chap_secret);
     }
+    outln!("# on the host, with open-iscsi (iscsid running):");
+    outln!("iscsiadm -m discovery -t st -p {}", a.portal);
+    if !a.chap_username.is_empty() {
+        for (key, value) in [
+            ("node.session.auth.authmethod", "CHAP"),
+            ("node.session.auth.username", a.chap_username.as_str()),
+            ("node.session.auth.password", a.chap_secret.as_str()),
+        ] {
+            outln!(
+                "iscsiadm -m node -T {} -p {} -o update -n {key} -v {value}",
+                a.target_iqn,
+                a.portal
+            );
+        }
+    }
     outln!(
-        "# iscsiadm -m discovery -t st -p {p}; iscsiadm -m node -T {t} -p {p} --login",
-        p = a.portal,
-        t = a.target_iqn
+        "iscsiadm -m node -T {} -p {} --login",
+        a.target_iqn,
+        a.portal
     );
 }
 
@@ -168,17 +197,41 @@ pub fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
             outln!("error:          {}", b.error);
         }
     } else {
-        outln!(
-            "{}  {:<11} {:<10} {}  parent {:<20} changed {:>9}  {}",
-            b.id,
-            b.kind,
-            b.status,
-            b.volume_id,
-            parent,
-            b.changed_blocks,
-            b.created_at
-        );
+        outln!("{}", backup_row(b, ""));
     }
+}
+
+/// One `backup list` row; `volume_name` beside the volume's id when known.
+pub fn backup_row(b: &pb::Backup, volume_name: &str) -> String {
+    let parent = if b.parent_id.is_empty() {
+        "-"
+    } else {
+        &b.parent_id
+    };
+    format!(
+        "{:<20}  {:<20} {:<11} {:<10} {:<20} {:<16} {:<20} {:>9}  {}",
+        b.id,
+        b.name,
+        b.kind,
+        b.status,
+        b.volume_id,
+        if volume_name.is_empty() {
+            "-"
+        } else {
+            volume_name
+        },
+        parent,
+        b.changed_blocks,
+        b.created_at
+    )
+}
+
+/// The header row of `backup list`.
+pub fn backup_header() -> String {
+    format!(
+        "{:<20}  {:<20} {:<11} {:<10} {:<20} {:<16} {:<20} {:>9}  CREATED",
+        "ID", "NAME", "KIND", "STATUS", "VOLUME", "VOLUME NAME", "PARENT", "CHANGED"
+    )
 }
 
 /// A whole listing (all the pages the CLI fetched) and where it stopped.

@@ -68,6 +68,16 @@ pub struct ServeArgs {
     /// the clear): refused without this flag.
     #[arg(long)]
     insecure_grpc: bool,
+    /// Log lines as text or as JSON objects (one per line) [default: text].
+    #[arg(long, env = "BLOCKDELTA_LOG_FORMAT", value_enum, default_value_t = super::logging::LogFormat::Text)]
+    log_format: super::logging::LogFormat,
+    /// Append the log to this file instead of stderr (no colour codes).
+    #[arg(long, env = "BLOCKDELTA_LOG_FILE")]
+    log_file: Option<PathBuf>,
+    /// Also serve CSI's Identity and SnapshotMetadata on this unix socket, for the
+    /// Kubernetes external-snapshot-metadata sidecar.
+    #[arg(long, env = "BLOCKDELTA_CSI_SOCKET")]
+    csi_socket: Option<PathBuf>,
     /// Serve iSCSI without CHAP on a non-loopback address (any host that reaches the
     /// port can log in to attached volumes): refused without this flag.
     #[arg(long)]
@@ -82,13 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // owner only, whatever the caller's umask (files 0600, folders 0700).
     // SAFETY: umask has no failure mode; set before any file is created.
     unsafe { libc::umask(0o077) };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    super::logging::init(args.log_format, args.log_file.as_deref())?;
     let config = Config::load(
         args.config.as_deref(),
         Overrides {
@@ -173,14 +177,50 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr()?;
+    let csi_listener = match &args.csi_socket {
+        Some(path) => Some((
+            blockdelta::api::bind_csi_socket(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+            path.clone(),
+        )),
+        None => None,
+    };
     println!("iscsi listening on {}", exports.listen_address());
+    if let Some((_, path)) = &csi_listener {
+        println!("csi socket listening on {}", path.display());
+    }
     println!("grpc listening on {addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), "blockdelta serving");
     let api = Api::new(svc.clone(), exports, deltas, config.delta_enabled);
-    blockdelta::api::serve(api, listener, tls, shutdown_signal())
-        .await
-        .map_err(|e| anyhow::anyhow!("gRPC server: {e}"))?;
+    // One signal stops both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let csi = csi_listener.map(|(listener, path)| {
+        tokio::spawn(blockdelta::api::serve_csi_socket(
+            api.clone(),
+            listener,
+            path,
+            stopped(),
+        ))
+    });
+    let grpc = blockdelta::api::serve(api, listener, tls, stopped()).await;
+    if let Some(csi) = csi {
+        match csi.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "CSI socket server"),
+            Err(e) => tracing::error!(error = %e, "CSI socket server task"),
+        }
+    }
+    grpc.map_err(|e| anyhow::anyhow!("gRPC server: {e}"))?;
     tracing::info!("shutting down: interrupting running jobs");
     tokio::task::spawn_blocking(move || svc.shutdown()).await?;
     Ok(())

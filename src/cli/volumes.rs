@@ -7,7 +7,7 @@ use super::Channel;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::output::{print_attachment, print_volume};
+use super::output::{print_attachment, print_volume, volume_header};
 use super::{Progress, parse_size};
 use blockdelta::api::pb;
 use blockdelta::api::pb::volume_service_client::VolumeServiceClient;
@@ -128,6 +128,9 @@ pub async fn run(channel: Channel, cmd: VolumeCommand, json: bool) -> anyhow::Re
             print_volume(&v, json, true);
         }
         VolumeCommand::List => {
+            if !json {
+                volume_header();
+            }
             for v in c
                 .list_volumes(pb::ListVolumesRequest {})
                 .await?

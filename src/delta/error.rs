@@ -10,7 +10,9 @@ pub const DELTA_SOURCE_TYPE: &str = "volumeBackupDelta";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
-    #[error("delta volumes are not enabled on this server (delta_enabled = false in its config)")]
+    #[error(
+        "delta volumes are not enabled for this project (its delta_enabled setting, or the server's default)"
+    )]
     Disabled,
     #[error("source type {0:?} is not supported: the only source type is \"{DELTA_SOURCE_TYPE}\"")]
     UnknownSourceType(String),

@@ -18,6 +18,8 @@ pub enum Rule {
 
 const OPEN_SERVICES: &[&str] = &[
     "/grpc.health.v1.Health/",
+    // Which plugin this is and whether it is ready: what the CSI sidecar asks first.
+    "/csi.v1.Identity/",
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
@@ -138,6 +140,11 @@ mod tests {
         for p in &paths {
             assert!(rule(p).is_some(), "no access rule for {p}");
         }
+        let open: Vec<&String> = paths
+            .iter()
+            .filter(|p| rule(p) == Some(Rule::Open))
+            .collect();
+        assert_eq!(open.len(), 3, "only CSI's Identity is open: {open:?}");
         for p in all_paths() {
             assert!(
                 paths.iter().any(|q| q == p),

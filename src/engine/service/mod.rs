@@ -192,6 +192,11 @@ impl Service {
         }))
     }
 
+    /// Whether the catalog answers a query now (CSI's Probe, health).
+    pub fn catalog_answers(&self) -> bool {
+        self.catalog.list_projects().is_ok()
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }

@@ -1,0 +1,107 @@
+"""The package against a real server (tests/python_package.rs starts it and passes, in the
+environment, the server, a member and a reader token of one project, two backups of it and
+the extents the CLI listed between them)."""
+
+import json
+import os
+import socket
+import time
+import unittest
+
+import grpc
+
+from blockdelta import Client, Extent, RetryPolicy
+from blockdelta.csi.v1 import snapshot_metadata_pb2
+from blockdelta.v1 import volume_pb2
+
+ENV = os.environ
+
+
+def expected(name):
+    return [Extent(o, n) for o, n in json.loads(ENV[name])]
+
+
+class WorkflowTest(unittest.TestCase):
+    def setUp(self):
+        self.bd = Client(ENV["BLOCKDELTA_SERVER"], token=ENV["BD_MEMBER_TOKEN"], timeout=20)
+        self.first, self.second = ENV["BD_FIRST"], ENV["BD_SECOND"]
+
+    def tearDown(self):
+        self.bd.close()
+
+    def test_changed_blocks_across_pages_and_streams(self):
+        want = expected("BD_CHANGED")
+        self.assertTrue(want)
+        self.assertEqual(list(self.bd.changed_blocks(self.first, self.second, page_size=1)), want)
+        self.assertEqual(list(self.bd.changed_blocks(self.first, self.second, stream=True, page_size=2)), want)
+        self.assertEqual(list(self.bd.allocated_blocks(self.second, page_size=1)), expected("BD_ALLOCATED"))
+
+    def test_delta_volume_attach_detach_delete(self):
+        d = self.bd.create_delta_volume(self.first, self.second)
+        self.assertEqual(d.changed_bytes, sum(e.length for e in expected("BD_CHANGED")))
+        att = self.bd.attach(d.id, chap=True)
+        self.assertTrue(att.portal and att.target_iqn.endswith(d.id) and len(att.chap_secret) >= 12)
+        self.bd.detach(d.id)
+        self.bd.delete_volume(d.id)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.bd._call(self.bd.volumes.GetVolume, volume_pb2.GetVolumeRequest(volume=d.id))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_errors_carry_the_servers_code_and_message(self):
+        with self.assertRaises(grpc.RpcError) as e:
+            self.bd.create_delta_volume(self.first, self.second, change_block_size=3000)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("power of two", e.exception.details())
+
+    def test_reader_token_reads_and_is_refused_the_rest(self):
+        with Client(ENV["BLOCKDELTA_SERVER"], token=ENV["BD_READER_TOKEN"]) as r:
+            self.assertEqual(r.whoami().role, "reader")
+            self.assertEqual(list(r.changed_blocks(self.first, self.second)), expected("BD_CHANGED"))
+            with self.assertRaises(grpc.RpcError) as e:
+                r.create_delta_volume(self.first, self.second)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+
+    def test_no_token_is_unauthenticated_and_not_retried(self):
+        calls = []
+        with Client(ENV["BLOCKDELTA_SERVER"], token="") as anon:
+            method = anon.identity.WhoAmI
+
+            def counted(*a, **kw):
+                calls.append(1)
+                return method(*a, **kw)
+
+            anon.identity.WhoAmI = counted
+            with self.assertRaises(grpc.RpcError) as e:
+                anon.whoami()
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(len(calls), 1)
+
+    def test_unavailable_is_retried_within_the_policy_then_raised(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        policy = RetryPolicy(attempts=3, initial=0.05, maximum=0.1, deadline=5)
+        with Client(f"127.0.0.1:{port}", token="x", timeout=2, retry=policy) as gone:
+            method = gone.identity.WhoAmI
+            calls = []
+
+            def counted(*a, **kw):
+                calls.append(1)
+                return method(*a, **kw)
+
+            gone.identity.WhoAmI = counted
+            started = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as e:
+                gone.whoami()
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(len(calls), 3)
+        self.assertLess(time.monotonic() - started, 10)
+
+    def test_csi_stubs_are_importable_with_the_specs_field_numbers(self):
+        f = snapshot_metadata_pb2.GetMetadataDeltaRequest.DESCRIPTOR.fields_by_name
+        self.assertEqual((f["base_snapshot_id"].number, f["secrets"].number), (1, 5))
+
+
+if __name__ == "__main__":
+    unittest.main()
