@@ -288,6 +288,17 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
         }
     );
     case!(
+        streaming,
+        "/blockdelta.v1.BackupService/GetBlockData",
+        Reader,
+        NotFound,
+        pb::GetBlockDataRequest {
+            backup_id: full.clone(),
+            offset: 0,
+            length: 4096,
+        }
+    );
+    case!(
         unary,
         "/blockdelta.v1.BackupService/CollectGarbage",
         Admin,

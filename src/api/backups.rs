@@ -225,6 +225,48 @@ impl BackupService for BackupApi {
         .await
     }
 
+    type GetBlockDataStream = Pin<Box<dyn Stream<Item = Result<pb::BlockData, Status>> + Send>>;
+
+    async fn get_block_data(
+        &self,
+        req: Request<pb::GetBlockDataRequest>,
+    ) -> Result<Response<Self::GetBlockDataStream>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        // Checked before the stream starts, so errors are the call's.
+        let mut data = blocking(&self.api, move |api| {
+            Ok(api
+                .deltas
+                .block_data(&who, &r.backup_id, r.offset, r.length)?)
+        })
+        .await?
+        .into_inner();
+        // One message read ahead at most: a slow reader holds the reader back, not memory.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _request = span.enter();
+            loop {
+                let msg = match data.next_chunk() {
+                    Ok(Some((offset, bytes))) => Ok(pb::BlockData {
+                        offset,
+                        blake3: blake3::hash(&bytes).to_hex().to_string(),
+                        data: bytes,
+                    }),
+                    Ok(None) => return,
+                    Err(e) => Err(super::status::to_status(e.into())),
+                };
+                let failed = msg.is_err();
+                if tx.blocking_send(msg).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn collect_garbage(
         &self,
         _req: Request<pb::CollectGarbageRequest>,

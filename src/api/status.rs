@@ -134,6 +134,7 @@ fn delta_code(e: &DeltaError) -> Code {
             Code::NotFound
         }
         DeltaError::NotAvailable { .. } => Code::FailedPrecondition,
+        DeltaError::RangeOutsideVolume { .. } => Code::OutOfRange,
         // An available backup whose index is missing or damaged has lost data.
         DeltaError::Repo { source, .. } => match source {
             RepoError::Io { .. } => Code::Internal,

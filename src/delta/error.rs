@@ -14,6 +14,14 @@ pub enum DeltaError {
         "delta volumes are not enabled for this project (its delta_enabled setting, or the server's default)"
     )]
     Disabled,
+    #[error(
+        "range at {offset} of {length} bytes is outside the volume's {volume_size} bytes (length 0: to its end)"
+    )]
+    RangeOutsideVolume {
+        offset: u64,
+        length: u64,
+        volume_size: u64,
+    },
     #[error("source type {0:?} is not supported: the only source type is \"{DELTA_SOURCE_TYPE}\"")]
     UnknownSourceType(String),
     #[error("a delta volume cannot have the Lower Cost performance level (vpus_per_gb 0)")]

@@ -8,12 +8,14 @@
 //!   blocks read as the second backup's bytes and the rest as zeros.
 //! - [`read_ahead`]: frames fetched ahead of sequential readers.
 //! - [`listing`]: paged listings of changed or allocated blocks, with their tokens.
+//! - [`block_data`]: any byte range of a backup, in chunks (GetBlockData).
 //! - [`Deltas`]: the use case, whole — plan, list, open — that the API and the
 //!   exports call.
 //!
 //! Arrows: `delta → engine (the service's catalog and chain reader), repo, catalog,
 //! target-emulator (the Lun trait)`; it never reaches the API or the exports.
 
+pub mod block_data;
 pub mod error;
 pub mod listing;
 pub mod map;

@@ -116,6 +116,25 @@ impl Deltas {
         ))
     }
 
+    /// Any byte range of `backup` as the volume was then (zeros where unallocated), to be
+    /// read chunk by chunk. Reads no data until asked.
+    pub fn block_data(
+        &self,
+        caller: &Caller,
+        backup: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<super::block_data::BlockData, DeltaError> {
+        let record = rules::check_single(self.svc.catalog(), caller.visible(), backup)?;
+        super::block_data::BlockData::new(
+            self.svc.chain_reader().clone(),
+            record.id,
+            record.size,
+            offset,
+            length,
+        )
+    }
+
     /// The delta volume of a recorded delta volume: its source checked again (a
     /// backup may have changed state since) and its map computed.
     pub fn open_volume(&self, volume_id: &str, block_size: u32) -> Result<DeltaVolume, DeltaError> {

@@ -59,6 +59,7 @@ const RULES: &[(&str, Rule)] = {
             "/blockdelta.v1.BackupService/ListAllocatedBlocks",
             Token(Reader),
         ),
+        ("/blockdelta.v1.BackupService/GetBlockData", Token(Reader)),
         // Repository-wide: every project's packs.
         ("/blockdelta.v1.BackupService/CollectGarbage", Token(Admin)),
         ("/blockdelta.v1.BackupService/RecoverCatalog", Token(Admin)),

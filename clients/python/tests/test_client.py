@@ -36,6 +36,19 @@ class WorkflowTest(unittest.TestCase):
         self.assertEqual(list(self.bd.changed_blocks(self.first, self.second, stream=True, page_size=2)), want)
         self.assertEqual(list(self.bd.allocated_blocks(self.second, page_size=1)), expected("BD_ALLOCATED"))
 
+    def test_block_data_of_the_changed_extents(self):
+        # tests/python_package.rs wrote 0x5a over every block the second backup changed.
+        changed = list(self.bd.changed_blocks(self.first, self.second))
+        for extent, data in self.bd.read_extents(self.second, changed):
+            self.assertEqual(len(data), extent.length)
+            self.assertEqual(data, b"\x5a" * extent.length)
+        # An unaligned range across blocks, and one past the volume.
+        raw = b"".join(c for _, c in self.bd.read_block_data(self.second, 4096 - 10, 20))
+        self.assertEqual(raw, b"\x03" * 10 + b"\x5a" * 10)  # block 0 kept, block 1 changed
+        with self.assertRaises(grpc.RpcError) as e:
+            list(self.bd.read_block_data(self.second, 1 << 40, 1))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+
     def test_delta_volume_attach_detach_delete(self):
         d = self.bd.create_delta_volume(self.first, self.second)
         self.assertEqual(d.changed_bytes, sum(e.length for e in expected("BD_CHANGED")))

@@ -1,5 +1,5 @@
 """The helper layer: connect (TLS, token), delta volumes, changed blocks across pages and
-streams, with a timeout on every call and one bounded retry loop on UNAVAILABLE (no
+streams, block data, with a timeout on every call and one bounded retry loop on UNAVAILABLE (no
 nested retries: the channel's own retries are off, and each helper retries each call once
 through `_call`)."""
 
@@ -197,6 +197,42 @@ class Client:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, self.retry.maximum)
+
+    def read_block_data(self, backup_id: str, offset: int = 0, length: int = 0) -> Iterator[tuple]:
+        """(offset, bytes) chunks of at most 1 MiB of the volume as of a backup, zeros where
+        it was unallocated; `length` 0 reads to the end. Each chunk's blake3 is checked when
+        the `blake3` module is installed. A stream broken by UNAVAILABLE resumes after the
+        last chunk delivered, within the retry policy."""
+        try:
+            from blake3 import blake3 as _blake3
+        except ImportError:
+            _blake3 = None
+        end = None if length == 0 else offset + length
+        started = time.monotonic()
+        pause, attempt = self.retry.initial, 0
+        while True:
+            attempt += 1
+            req = backup_pb2.GetBlockDataRequest(
+                backup_id=backup_id, offset=offset, length=0 if end is None else end - offset)
+            try:
+                for m in self.backups.GetBlockData(req, timeout=self.timeout, metadata=self._metadata):
+                    if _blake3 is not None and _blake3(m.data).hexdigest() != m.blake3:
+                        raise ValueError(f"block data at {m.offset} does not match its blake3")
+                    offset = m.offset + len(m.data)
+                    yield m.offset, m.data
+                return
+            except grpc.RpcError as e:
+                spent = time.monotonic() - started
+                if (e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retry.attempts
+                        or spent + pause > self.retry.deadline):
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, self.retry.maximum)
+
+    def read_extents(self, backup_id: str, extents) -> Iterator[tuple]:
+        """(Extent, bytes) for each extent (changed_blocks' output, say) as of the backup."""
+        for e in extents:
+            yield e, b"".join(chunk for _, chunk in self.read_block_data(backup_id, e.offset, e.length))
 
     def allocated_blocks(self, backup_id: str, block_size: int = 4096, page_size: int = 1000) -> Iterator[Extent]:
         """The extents a backup holds (not all zero), in bytes, across every page."""

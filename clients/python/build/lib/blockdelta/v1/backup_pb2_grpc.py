@@ -79,6 +79,11 @@ class BackupServiceStub:
                 request_serializer=blockdelta_dot_v1_dot_backup__pb2.ListAllocatedBlocksRequest.SerializeToString,
                 response_deserializer=blockdelta_dot_v1_dot_backup__pb2.BlockExtents.FromString,
                 _registered_method=True)
+        self.GetBlockData = channel.unary_stream(
+                '/blockdelta.v1.BackupService/GetBlockData',
+                request_serializer=blockdelta_dot_v1_dot_backup__pb2.GetBlockDataRequest.SerializeToString,
+                response_deserializer=blockdelta_dot_v1_dot_backup__pb2.BlockData.FromString,
+                _registered_method=True)
         self.CollectGarbage = channel.unary_unary(
                 '/blockdelta.v1.BackupService/CollectGarbage',
                 request_serializer=blockdelta_dot_v1_dot_backup__pb2.CollectGarbageRequest.SerializeToString,
@@ -158,6 +163,16 @@ class BackupServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBlockData(self, request, context):
+        """Any byte range of the volume as of a backup (EBS's GetSnapshotBlock, as a range):
+        zeros where it was unallocated, in messages of at most 1 MiB, each with its blake3.
+        Flow-controlled (the server reads a message ahead at most); after a broken stream,
+        ask again from the offset after the last message. Outside the volume: OUT_OF_RANGE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CollectGarbage(self, request, context):
         """Removes pack objects no backup index references.
         """
@@ -219,6 +234,11 @@ def add_BackupServiceServicer_to_server(servicer, server):
                     servicer.ListAllocatedBlocks,
                     request_deserializer=blockdelta_dot_v1_dot_backup__pb2.ListAllocatedBlocksRequest.FromString,
                     response_serializer=blockdelta_dot_v1_dot_backup__pb2.BlockExtents.SerializeToString,
+            ),
+            'GetBlockData': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetBlockData,
+                    request_deserializer=blockdelta_dot_v1_dot_backup__pb2.GetBlockDataRequest.FromString,
+                    response_serializer=blockdelta_dot_v1_dot_backup__pb2.BlockData.SerializeToString,
             ),
             'CollectGarbage': grpc.unary_unary_rpc_method_handler(
                     servicer.CollectGarbage,
@@ -474,6 +494,33 @@ class BackupService:
             '/blockdelta.v1.BackupService/ListAllocatedBlocks',
             blockdelta_dot_v1_dot_backup__pb2.ListAllocatedBlocksRequest.SerializeToString,
             blockdelta_dot_v1_dot_backup__pb2.BlockExtents.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBlockData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/blockdelta.v1.BackupService/GetBlockData',
+            blockdelta_dot_v1_dot_backup__pb2.GetBlockDataRequest.SerializeToString,
+            blockdelta_dot_v1_dot_backup__pb2.BlockData.FromString,
             options,
             channel_credentials,
             insecure,
