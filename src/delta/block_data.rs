@@ -30,7 +30,7 @@ impl BlockData {
         let end = if length == 0 {
             volume_size
         } else {
-            offset.checked_add(length).unwrap_or(u64::MAX)
+            offset.saturating_add(length)
         };
         if offset > volume_size || end > volume_size {
             return Err(DeltaError::RangeOutsideVolume {
