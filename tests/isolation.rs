@@ -289,6 +289,17 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
     );
     case!(
         streaming,
+        "/blockdelta.v1.BackupService/GetChangedBlockData",
+        Reader,
+        NotFound,
+        pb::GetChangedBlockDataRequest {
+            first_backup_id: full.clone(),
+            second_backup_id: inc.clone(),
+            ..Default::default()
+        }
+    );
+    case!(
+        streaming,
         "/blockdelta.v1.BackupService/GetBlockData",
         Reader,
         NotFound,

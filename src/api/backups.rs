@@ -267,6 +267,57 @@ impl BackupService for BackupApi {
         )))
     }
 
+    type GetChangedBlockDataStream =
+        Pin<Box<dyn Stream<Item = Result<pb::ChangedBlockData, Status>> + Send>>;
+
+    async fn get_changed_block_data(
+        &self,
+        req: Request<pb::GetChangedBlockDataRequest>,
+    ) -> Result<Response<Self::GetChangedBlockDataStream>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        let mut data = blocking(&self.api, move |api| {
+            Ok(api.deltas.changed_data(
+                &who,
+                &r.first_backup_id,
+                &r.second_backup_id,
+                r.block_size,
+                r.starting_block_index,
+                r.max_blocks,
+            )?)
+        })
+        .await?
+        .into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _request = span.enter();
+            let (block_size, volume_size) = (data.block_size(), data.volume_size());
+            loop {
+                let msg = match data.next_piece() {
+                    Ok(Some(p)) => Ok(pb::ChangedBlockData {
+                        block_index: p.block,
+                        block_count: (p.data.len() as u64).div_ceil(block_size),
+                        block_size,
+                        offset: p.offset,
+                        blake3: blake3::hash(&p.data).to_hex().to_string(),
+                        data: p.data,
+                        volume_size,
+                    }),
+                    Ok(None) => return,
+                    Err(e) => Err(super::status::to_status(e.into())),
+                };
+                let failed = msg.is_err();
+                if tx.blocking_send(msg).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn collect_garbage(
         &self,
         _req: Request<pb::CollectGarbageRequest>,

@@ -70,3 +70,95 @@ impl BlockData {
         Ok(Some((offset, buf)))
     }
 }
+
+/// The changed extents between two backups with their bytes (as of the second), in
+/// pieces of at most [`CHUNK`] bytes that start on change-block boundaries, from a block
+/// on and for at most a number of blocks: GetChangedBlockData, resumable from the block
+/// after the last piece received.
+pub struct ChangedData {
+    listing: super::listing::Listing,
+    reader: Arc<ChainReader>,
+    /// The next block to look for changes from.
+    next_block: u64,
+    /// Blocks still to send (`u64::MAX`: all).
+    budget: u64,
+    /// The extent being sent: (next block of it, blocks left in it).
+    current: Option<(u64, u64)>,
+}
+
+/// One piece: its first block, where it starts in the volume, and its bytes.
+pub struct ChangedPiece {
+    pub block: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+impl ChangedData {
+    pub(super) fn new(
+        listing: super::listing::Listing,
+        reader: Arc<ChainReader>,
+        start_block: u64,
+        max_blocks: u64,
+    ) -> ChangedData {
+        ChangedData {
+            listing,
+            reader,
+            next_block: start_block,
+            budget: if max_blocks == 0 {
+                u64::MAX
+            } else {
+                max_blocks
+            },
+            current: None,
+        }
+    }
+
+    pub fn block_size(&self) -> u64 {
+        self.listing.map.block_size()
+    }
+
+    pub fn volume_size(&self) -> u64 {
+        self.listing.map.volume_size()
+    }
+
+    pub fn next_piece(&mut self) -> Result<Option<ChangedPiece>, DeltaError> {
+        if self.budget == 0 {
+            return Ok(None);
+        }
+        let (block, left) = match self.current.take() {
+            Some(c) => c,
+            None => {
+                let (extents, _) = self.listing.page(self.next_block, 1);
+                let Some(&(start, count)) = extents.first() else {
+                    return Ok(None);
+                };
+                // A resumed request may start inside an extent.
+                let from = start.max(self.next_block);
+                (from, count - (from - start))
+            }
+        };
+        let per_piece = (CHUNK / self.block_size()).max(1);
+        let blocks = left.min(per_piece).min(self.budget);
+        let (offset, len) = self.listing.map.byte_range(block, blocks);
+        let mut data = BlockData {
+            reader: self.reader.clone(),
+            backup_id: self.listing.second_backup_id.clone(),
+            next: offset,
+            end: offset + len,
+        };
+        let mut bytes = Vec::with_capacity(len as usize);
+        while let Some((_, chunk)) = data.next_chunk()? {
+            bytes.extend_from_slice(&chunk);
+        }
+        self.budget -= blocks;
+        self.next_block = block + blocks;
+        if left > blocks {
+            self.current = Some((block + blocks, left - blocks));
+        }
+        Ok(Some(ChangedPiece {
+            block,
+            offset,
+            data: bytes,
+        }))
+    }
+}

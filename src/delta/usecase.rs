@@ -135,6 +135,33 @@ impl Deltas {
         )
     }
 
+    /// The changed extents from `first` to `second` with their bytes, in pieces, from
+    /// `start_block` (in `block_size` blocks) for at most `max_blocks` (0: all).
+    pub fn changed_data(
+        &self,
+        caller: &Caller,
+        first: &str,
+        second: &str,
+        block_size: u64,
+        start_block: u64,
+        max_blocks: u64,
+    ) -> Result<super::block_data::ChangedData, DeltaError> {
+        let listing = self.changed(caller, first, second, block_size)?;
+        if start_block > listing.map.total_blocks() {
+            return Err(DeltaError::RangeOutsideVolume {
+                offset: start_block.saturating_mul(listing.map.block_size()),
+                length: 0,
+                volume_size: listing.map.volume_size(),
+            });
+        }
+        Ok(super::block_data::ChangedData::new(
+            listing,
+            self.svc.chain_reader().clone(),
+            start_block,
+            max_blocks,
+        ))
+    }
+
     /// The delta volume of a recorded delta volume: its source checked again (a
     /// backup may have changed state since) and its map computed.
     pub fn open_volume(&self, volume_id: &str, block_size: u32) -> Result<DeltaVolume, DeltaError> {

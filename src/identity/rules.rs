@@ -60,6 +60,10 @@ const RULES: &[(&str, Rule)] = {
             Token(Reader),
         ),
         ("/blockdelta.v1.BackupService/GetBlockData", Token(Reader)),
+        (
+            "/blockdelta.v1.BackupService/GetChangedBlockData",
+            Token(Reader),
+        ),
         // Repository-wide: every project's packs.
         ("/blockdelta.v1.BackupService/CollectGarbage", Token(Admin)),
         ("/blockdelta.v1.BackupService/RecoverCatalog", Token(Admin)),

@@ -229,6 +229,32 @@ class Client:
             time.sleep(pause)
             pause = min(pause * 2, self.retry.maximum)
 
+    def changed_block_data(self, first_backup_id: str, second_backup_id: str,
+                           block_size: int = 4096) -> Iterator[tuple]:
+        """(offset, bytes) of every changed extent between two backups, in one stream
+        (GetChangedBlockData), pieces of at most 1 MiB; resumed after the last piece on
+        UNAVAILABLE, within the retry policy."""
+        next_block = 0
+        started = time.monotonic()
+        pause, attempt = self.retry.initial, 0
+        while True:
+            attempt += 1
+            req = backup_pb2.GetChangedBlockDataRequest(
+                first_backup_id=first_backup_id, second_backup_id=second_backup_id,
+                block_size=block_size, starting_block_index=next_block)
+            try:
+                for p in self.backups.GetChangedBlockData(req, timeout=self.timeout, metadata=self._metadata):
+                    next_block = p.block_index + p.block_count
+                    yield p.offset, p.data
+                return
+            except grpc.RpcError as e:
+                spent = time.monotonic() - started
+                if (e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retry.attempts
+                        or spent + pause > self.retry.deadline):
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, self.retry.maximum)
+
     def read_extents(self, backup_id: str, extents) -> Iterator[tuple]:
         """(Extent, bytes) for each extent (changed_blocks' output, say) as of the backup."""
         for e in extents:

@@ -42,6 +42,10 @@ class WorkflowTest(unittest.TestCase):
         for extent, data in self.bd.read_extents(self.second, changed):
             self.assertEqual(len(data), extent.length)
             self.assertEqual(data, b"\x5a" * extent.length)
+        # The same bytes in one stream.
+        streamed = list(self.bd.changed_block_data(self.first, self.second))
+        self.assertEqual(sum(len(d) for _, d in streamed), sum(e.length for e in changed))
+        self.assertTrue(all(d == b"\x5a" * len(d) for _, d in streamed))
         # An unaligned range across blocks, and one past the volume.
         raw = b"".join(c for _, c in self.bd.read_block_data(self.second, 4096 - 10, 20))
         self.assertEqual(raw, b"\x03" * 10 + b"\x5a" * 10)  # block 0 kept, block 1 changed

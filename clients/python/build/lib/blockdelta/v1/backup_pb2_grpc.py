@@ -84,6 +84,11 @@ class BackupServiceStub:
                 request_serializer=blockdelta_dot_v1_dot_backup__pb2.GetBlockDataRequest.SerializeToString,
                 response_deserializer=blockdelta_dot_v1_dot_backup__pb2.BlockData.FromString,
                 _registered_method=True)
+        self.GetChangedBlockData = channel.unary_stream(
+                '/blockdelta.v1.BackupService/GetChangedBlockData',
+                request_serializer=blockdelta_dot_v1_dot_backup__pb2.GetChangedBlockDataRequest.SerializeToString,
+                response_deserializer=blockdelta_dot_v1_dot_backup__pb2.ChangedBlockData.FromString,
+                _registered_method=True)
         self.CollectGarbage = channel.unary_unary(
                 '/blockdelta.v1.BackupService/CollectGarbage',
                 request_serializer=blockdelta_dot_v1_dot_backup__pb2.CollectGarbageRequest.SerializeToString,
@@ -173,6 +178,16 @@ class BackupServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetChangedBlockData(self, request, context):
+        """The changed extents between two backups of a chain with their bytes (as of the
+        second), in pieces of at most 1 MiB starting on change-block boundaries, each with
+        its blake3 (EBS's ListChangedBlocks + GetSnapshotBlock in one stream). Resume a broken
+        stream with starting_block_index = the block after the last piece received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CollectGarbage(self, request, context):
         """Removes pack objects no backup index references.
         """
@@ -239,6 +254,11 @@ def add_BackupServiceServicer_to_server(servicer, server):
                     servicer.GetBlockData,
                     request_deserializer=blockdelta_dot_v1_dot_backup__pb2.GetBlockDataRequest.FromString,
                     response_serializer=blockdelta_dot_v1_dot_backup__pb2.BlockData.SerializeToString,
+            ),
+            'GetChangedBlockData': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetChangedBlockData,
+                    request_deserializer=blockdelta_dot_v1_dot_backup__pb2.GetChangedBlockDataRequest.FromString,
+                    response_serializer=blockdelta_dot_v1_dot_backup__pb2.ChangedBlockData.SerializeToString,
             ),
             'CollectGarbage': grpc.unary_unary_rpc_method_handler(
                     servicer.CollectGarbage,
@@ -521,6 +541,33 @@ class BackupService:
             '/blockdelta.v1.BackupService/GetBlockData',
             blockdelta_dot_v1_dot_backup__pb2.GetBlockDataRequest.SerializeToString,
             blockdelta_dot_v1_dot_backup__pb2.BlockData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChangedBlockData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/blockdelta.v1.BackupService/GetChangedBlockData',
+            blockdelta_dot_v1_dot_backup__pb2.GetChangedBlockDataRequest.SerializeToString,
+            blockdelta_dot_v1_dot_backup__pb2.ChangedBlockData.FromString,
             options,
             channel_credentials,
             insecure,
