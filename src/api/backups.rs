@@ -47,7 +47,9 @@ fn changed_listing(
     Ok((listing, start, max))
 }
 
-type ExtentStream = Pin<Box<dyn Stream<Item = Result<pb::BlockExtents, Status>> + Send>>;
+/// A server stream of `T` messages.
+type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type ExtentStream = Messages<pb::BlockExtents>;
 
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
@@ -189,24 +191,20 @@ impl BackupService for BackupApi {
         let listing = blocking(&self.api, move |api| changed_listing(api, &who, &r))
             .await?
             .into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
-            let (listing, mut start, max) = listing;
-            loop {
-                let (extents, next) = listing.page(start, max);
-                let msg = extents_message(&listing, extents, listing.token(next));
-                if tx.blocking_send(Ok(msg)).is_err() {
-                    return;
-                }
-                match next {
-                    Some(n) => start = n,
-                    None => return,
-                }
+        let (listing, mut start, max) = listing;
+        let mut done = false;
+        Ok(Response::new(super::blocking_stream(4, move || {
+            if done {
+                return Ok(None);
             }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+            let (extents, next) = listing.page(start, max);
+            let msg = extents_message(&listing, extents, listing.token(next));
+            match next {
+                Some(n) => start = n,
+                None => done = true,
+            }
+            Ok(Some(msg))
+        })))
     }
 
     async fn list_allocated_blocks(
@@ -225,7 +223,7 @@ impl BackupService for BackupApi {
         .await
     }
 
-    type GetBlockDataStream = Pin<Box<dyn Stream<Item = Result<pb::BlockData, Status>> + Send>>;
+    type GetBlockDataStream = Messages<pb::BlockData>;
 
     async fn get_block_data(
         &self,
@@ -242,33 +240,19 @@ impl BackupService for BackupApi {
         .await?
         .into_inner();
         // One message read ahead at most: a slow reader holds the reader back, not memory.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _request = span.enter();
-            loop {
-                let msg = match data.next_chunk() {
-                    Ok(Some((offset, bytes))) => Ok(pb::BlockData {
-                        offset,
-                        blake3: blake3::hash(&bytes).to_hex().to_string(),
-                        data: bytes,
-                    }),
-                    Ok(None) => return,
-                    Err(e) => Err(super::status::to_status(e.into())),
-                };
-                let failed = msg.is_err();
-                if tx.blocking_send(msg).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(super::blocking_stream(1, move || {
+            let chunk = data
+                .next_chunk()
+                .map_err(|e| super::status::to_status(e.into()))?;
+            Ok(chunk.map(|(offset, bytes)| pb::BlockData {
+                offset,
+                blake3: blake3::hash(&bytes).to_hex().to_string(),
+                data: bytes,
+            }))
+        })))
     }
 
-    type GetChangedBlockDataStream =
-        Pin<Box<dyn Stream<Item = Result<pb::ChangedBlockData, Status>> + Send>>;
+    type GetChangedBlockDataStream = Messages<pb::ChangedBlockData>;
 
     async fn get_changed_block_data(
         &self,
@@ -288,34 +272,21 @@ impl BackupService for BackupApi {
         })
         .await?
         .into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _request = span.enter();
-            let (block_size, volume_size) = (data.block_size(), data.volume_size());
-            loop {
-                let msg = match data.next_piece() {
-                    Ok(Some(p)) => Ok(pb::ChangedBlockData {
-                        block_index: p.block,
-                        block_count: (p.data.len() as u64).div_ceil(block_size),
-                        block_size,
-                        offset: p.offset,
-                        blake3: blake3::hash(&p.data).to_hex().to_string(),
-                        data: p.data,
-                        volume_size,
-                    }),
-                    Ok(None) => return,
-                    Err(e) => Err(super::status::to_status(e.into())),
-                };
-                let failed = msg.is_err();
-                if tx.blocking_send(msg).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let (block_size, volume_size) = (data.block_size(), data.volume_size());
+        Ok(Response::new(super::blocking_stream(1, move || {
+            let piece = data
+                .next_piece()
+                .map_err(|e| super::status::to_status(e.into()))?;
+            Ok(piece.map(|p| pb::ChangedBlockData {
+                block_index: p.block,
+                block_count: (p.data.len() as u64).div_ceil(block_size),
+                block_size,
+                offset: p.offset,
+                blake3: blake3::hash(&p.data).to_hex().to_string(),
+                data: p.data,
+                volume_size,
+            }))
+        })))
     }
 
     async fn collect_garbage(

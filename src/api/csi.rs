@@ -77,32 +77,24 @@ fn stream<T: Send + 'static>(
     per_message: usize,
     message: fn(i64, Vec<BlockMetadata>) -> T,
 ) -> Responses<T> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::task::spawn_blocking(move || {
-        let capacity = listing.map.volume_size() as i64;
-        let mut at = start;
-        loop {
-            let (extents, next) = listing.page(at, per_message);
-            let tuples = extents
-                .into_iter()
-                .map(|(block, count)| {
-                    let (offset, len) = listing.map.byte_range(block, count);
-                    BlockMetadata {
-                        byte_offset: offset as i64,
-                        size_bytes: len as i64,
-                    }
-                })
-                .collect();
-            if tx.blocking_send(Ok(message(capacity, tuples))).is_err() {
-                return;
-            }
-            match next {
-                Some(n) => at = n,
-                None => return,
-            }
-        }
-    });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    let capacity = listing.map.volume_size() as i64;
+    let mut at = Some(start);
+    super::blocking_stream(4, move || {
+        let Some(from) = at else { return Ok(None) };
+        let (extents, next) = listing.page(from, per_message);
+        let tuples = extents
+            .into_iter()
+            .map(|(block, count)| {
+                let (offset, len) = listing.map.byte_range(block, count);
+                BlockMetadata {
+                    byte_offset: offset as i64,
+                    size_bytes: len as i64,
+                }
+            })
+            .collect();
+        at = next;
+        Ok(Some(message(capacity, tuples)))
+    })
 }
 
 async fn prepare(

@@ -80,6 +80,33 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(status::to_status)
 }
 
+/// A server stream whose messages a blocking producer makes: `next` runs on a blocking
+/// thread, in the request's span, until it answers `Ok(None)` or an error (sent as the
+/// stream's end). At most `ahead` messages wait in between, so a slow client holds the
+/// producer back instead of filling memory; a client that goes away stops it.
+pub(crate) fn blocking_stream<T: Send + 'static>(
+    ahead: usize,
+    mut next: impl FnMut() -> Result<Option<T>, Status> + Send + 'static,
+) -> std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _request = span.enter();
+        loop {
+            let msg = match next() {
+                Ok(None) => return,
+                Ok(Some(m)) => Ok(m),
+                Err(e) => Err(e),
+            };
+            let failed = msg.is_err();
+            if tx.blocking_send(msg).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 /// Serves the gRPC services on `listener` (over TLS when `tls` is given) until
 /// `shutdown` resolves. Every call but health and reflection needs a token.
 pub async fn serve(

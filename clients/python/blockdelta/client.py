@@ -93,19 +93,8 @@ class Client:
 
     def _call(self, method: Callable[..., T], request) -> T:
         """One unary call with the timeout, retried on UNAVAILABLE per the policy."""
-        started = time.monotonic()
-        pause = self.retry.initial
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                return method(request, timeout=self.timeout, metadata=self._metadata)
-            except grpc.RpcError as e:
-                spent = time.monotonic() - started
-                last = attempt == self.retry.attempts or spent + pause > self.retry.deadline
-                if e.code() != grpc.StatusCode.UNAVAILABLE or last:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, self.retry.maximum)
-        raise AssertionError("unreachable")
+        once = lambda: iter([method(request, timeout=self.timeout, metadata=self._metadata)])  # noqa: E731
+        return next(self._resumable(once))
 
     def whoami(self) -> identity_pb2.Identity:
         return self._call(self.identity.WhoAmI, identity_pb2.WhoAmIRequest())
@@ -180,20 +169,27 @@ class Client:
             req.page_token = page.next_page_token
 
     def _streamed(self, req) -> Iterator[Extent]:
+        def stream():
+            for page in self.backups.StreamChangedBlocks(req, timeout=self.timeout, metadata=self._metadata):
+                for e in page.extents:
+                    req.starting_block_index = e.start + e.count
+                    yield _extent(page, e)
+
+        yield from self._resumable(stream)
+
+    def _resumable(self, stream: Callable[[], Iterator[T]]) -> Iterator[T]:
+        """Yields what `stream()` yields; when UNAVAILABLE breaks it, calls `stream()` again
+        (which asks from after the last item it delivered), within the retry policy."""
         started = time.monotonic()
-        pause, attempt = self.retry.initial, 0
-        while True:
-            attempt += 1
+        pause = self.retry.initial
+        for attempt in range(1, self.retry.attempts + 1):
             try:
-                for page in self.backups.StreamChangedBlocks(req, timeout=self.timeout, metadata=self._metadata):
-                    for e in page.extents:
-                        req.starting_block_index = e.start + e.count
-                        yield _extent(page, e)
+                yield from stream()
                 return
             except grpc.RpcError as e:
                 spent = time.monotonic() - started
-                if (e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retry.attempts
-                        or spent + pause > self.retry.deadline):
+                last = attempt == self.retry.attempts or spent + pause > self.retry.deadline
+                if e.code() != grpc.StatusCode.UNAVAILABLE or last:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, self.retry.maximum)
@@ -208,26 +204,19 @@ class Client:
         except ImportError:
             _blake3 = None
         end = None if length == 0 else offset + length
-        started = time.monotonic()
-        pause, attempt = self.retry.initial, 0
-        while True:
-            attempt += 1
+        at = offset
+
+        def stream():
+            nonlocal at
             req = backup_pb2.GetBlockDataRequest(
-                backup_id=backup_id, offset=offset, length=0 if end is None else end - offset)
-            try:
-                for m in self.backups.GetBlockData(req, timeout=self.timeout, metadata=self._metadata):
-                    if _blake3 is not None and _blake3(m.data).hexdigest() != m.blake3:
-                        raise ValueError(f"block data at {m.offset} does not match its blake3")
-                    offset = m.offset + len(m.data)
-                    yield m.offset, m.data
-                return
-            except grpc.RpcError as e:
-                spent = time.monotonic() - started
-                if (e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retry.attempts
-                        or spent + pause > self.retry.deadline):
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, self.retry.maximum)
+                backup_id=backup_id, offset=at, length=0 if end is None else end - at)
+            for m in self.backups.GetBlockData(req, timeout=self.timeout, metadata=self._metadata):
+                if _blake3 is not None and _blake3(m.data).hexdigest() != m.blake3:
+                    raise ValueError(f"block data at {m.offset} does not match its blake3")
+                at = m.offset + len(m.data)
+                yield m.offset, m.data
+
+        yield from self._resumable(stream)
 
     def changed_block_data(self, first_backup_id: str, second_backup_id: str,
                            block_size: int = 4096) -> Iterator[tuple]:
@@ -235,25 +224,17 @@ class Client:
         (GetChangedBlockData), pieces of at most 1 MiB; resumed after the last piece on
         UNAVAILABLE, within the retry policy."""
         next_block = 0
-        started = time.monotonic()
-        pause, attempt = self.retry.initial, 0
-        while True:
-            attempt += 1
+
+        def stream():
+            nonlocal next_block
             req = backup_pb2.GetChangedBlockDataRequest(
                 first_backup_id=first_backup_id, second_backup_id=second_backup_id,
                 block_size=block_size, starting_block_index=next_block)
-            try:
-                for p in self.backups.GetChangedBlockData(req, timeout=self.timeout, metadata=self._metadata):
-                    next_block = p.block_index + p.block_count
-                    yield p.offset, p.data
-                return
-            except grpc.RpcError as e:
-                spent = time.monotonic() - started
-                if (e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retry.attempts
-                        or spent + pause > self.retry.deadline):
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, self.retry.maximum)
+            for p in self.backups.GetChangedBlockData(req, timeout=self.timeout, metadata=self._metadata):
+                next_block = p.block_index + p.block_count
+                yield p.offset, p.data
+
+        yield from self._resumable(stream)
 
     def read_extents(self, backup_id: str, extents) -> Iterator[tuple]:
         """(Extent, bytes) for each extent (changed_blocks' output, say) as of the backup."""
