@@ -197,12 +197,21 @@ impl Service {
                 {
                     tracing::warn!(backup = %backup_id, error = %gc, "cannot remove the failed backup's packs yet");
                 }
-                svc.pending.set(
-                    &svc.catalog,
-                    Record::Backup(backup_id.clone()),
-                    Status::Error,
-                    &e.to_string(),
-                );
+                // A delete that cancelled this backup owns its record now: it stays
+                // `deleting` until it is gone, never a passing `error` that a client waiting
+                // on the delete would take for the delete's failure.
+                let deleting = svc
+                    .catalog
+                    .get_backup(&backup_id, None)
+                    .is_ok_and(|b| b.status == Status::Deleting);
+                if !deleting {
+                    svc.pending.set(
+                        &svc.catalog,
+                        Record::Backup(backup_id.clone()),
+                        Status::Error,
+                        &e.to_string(),
+                    );
+                }
             } else {
                 tracing::info!(backup = %backup_id, "backup available");
             }

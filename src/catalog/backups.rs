@@ -1,0 +1,261 @@
+//! Backup records: insert (with its quota), get, list, chains, status, completion, delete.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{BackupKind, Catalog, CatalogError, Quota, Status, quotas};
+use crate::faults::fault;
+use crate::identity::quota::Ask;
+use crate::kinds::QuotaResource;
+
+/// Backup ids, as the engine makes them: `bkp-` and 16 lower-case hex digits.
+pub fn well_formed_backup_id(id: &str) -> bool {
+    id.strip_prefix("bkp-").is_some_and(|h| {
+        h.len() == 16
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BackupRecord {
+    pub id: String,
+    pub volume_id: String,
+    pub name: String,
+    pub kind: BackupKind,
+    pub parent_id: Option<String>,
+    pub chain_id: String,
+    pub status: Status,
+    pub size: u64,
+    pub compression: String,
+    pub changed_blocks: u64,
+    pub allocated_blocks: u64,
+    pub stored_bytes: u64,
+    pub content_hash: String,
+    pub error: String,
+    pub created_at: String,
+    pub completed_at: String,
+    /// Its volume's project.
+    pub project: String,
+}
+
+const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
+     changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at, project";
+
+impl Catalog {
+    /// Inserts a backup after reserving its quota (unless `Quota::Exempt`, or it is
+    /// recorded as `error` already), in one transaction.
+    pub fn insert_backup(&self, b: &BackupRecord, quota: Quota) -> Result<(), CatalogError> {
+        fault!("catalog.insert_backup", CatalogError::disk_full);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if quota == Quota::Reserve && b.status != Status::Error {
+            quotas::reserve_on(
+                &tx,
+                &b.project,
+                Ask {
+                    count: QuotaResource::Backups,
+                    size: Some((QuotaResource::BackupGigabytes, b.size)),
+                },
+            )?;
+        }
+        tx.execute(
+            &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            params![
+                b.id, b.volume_id, b.name, b.kind, b.parent_id, b.chain_id, b.status, b.size as i64,
+                b.compression, b.changed_blocks as i64, b.allocated_blocks as i64, b.stored_bytes as i64,
+                b.content_hash, b.error, b.created_at, b.completed_at, b.project
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
+        Ok(BackupRecord {
+            id: r.get(0)?,
+            volume_id: r.get(1)?,
+            name: r.get(2)?,
+            kind: r.get(3)?,
+            parent_id: r.get(4)?,
+            chain_id: r.get(5)?,
+            status: r.get(6)?,
+            size: r.get::<_, i64>(7)? as u64,
+            compression: r.get(8)?,
+            changed_blocks: r.get::<_, i64>(9)? as u64,
+            allocated_blocks: r.get::<_, i64>(10)? as u64,
+            stored_bytes: r.get::<_, i64>(11)? as u64,
+            content_hash: r.get(12)?,
+            error: r.get(13)?,
+            created_at: r.get(14)?,
+            completed_at: r.get(15)?,
+            project: r.get(16)?,
+        })
+    }
+
+    /// A backup of a project `scope` admits (`None`: any).
+    pub fn get_backup(&self, id: &str, scope: Option<&str>) -> Result<BackupRecord, CatalogError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"),
+                params![id, scope],
+                Self::backup_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| CatalogError::NotFound {
+                kind: "backup",
+                id: id.to_string(),
+            })
+    }
+
+    /// Backups oldest first, optionally of one volume, of the projects `scope` admits.
+    pub fn list_backups(
+        &self,
+        volume_id: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<BackupRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE (?1 IS NULL OR volume_id = ?1)
+             AND (?2 IS NULL OR project = ?2) ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params![volume_id, scope], Self::backup_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Backups whose parent is `id` (whatever their status).
+    pub fn children(&self, id: &str) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM backups WHERE parent_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The parent for a new incremental: the newest available backup of the chain
+    /// started by the volume's newest available full.
+    pub fn incremental_parent(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<BackupRecord>, CatalogError> {
+        let conn = self.conn();
+        let chain: Option<String> = conn
+            .query_row(
+                "SELECT chain_id FROM backups WHERE volume_id = ?1 AND kind = 'full' AND status IN ('available', 'restoring')
+                 ORDER BY seq DESC LIMIT 1",
+                [volume_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(chain) = chain else { return Ok(None) };
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {BACKUP_COLUMNS} FROM backups WHERE chain_id = ?1 AND status IN ('available', 'restoring')
+                     ORDER BY seq DESC LIMIT 1"
+                ),
+                [chain],
+                Self::backup_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn set_backup_status(
+        &self,
+        id: &str,
+        status: Status,
+        error: &str,
+    ) -> Result<(), CatalogError> {
+        fault!("catalog.set_backup_status", CatalogError::disk_full);
+        self.conn().execute(
+            "UPDATE backups SET status = ?2, error = ?3 WHERE id = ?1",
+            params![id, status, error],
+        )?;
+        Ok(())
+    }
+
+    /// Records a finished backup: one statement, after the repository index is durable.
+    pub fn complete_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+        fault!("catalog.complete_backup", CatalogError::disk_full);
+        self.conn().execute(
+            "UPDATE backups SET status = ?2, error = '', changed_blocks = ?3, allocated_blocks = ?4,
+             stored_bytes = ?5, content_hash = ?6, completed_at = ?7 WHERE id = ?1",
+            params![
+                b.id,
+                Status::Available,
+                b.changed_blocks as i64,
+                b.allocated_blocks as i64,
+                b.stored_bytes as i64,
+                b.content_hash,
+                b.completed_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_backup(&self, id: &str) -> Result<(), CatalogError> {
+        fault!("catalog.delete_backup", CatalogError::disk_full);
+        self.conn()
+            .execute("DELETE FROM backups WHERE id = ?1", [id])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Quota};
+
+    fn backup(
+        id: &str,
+        kind: &str,
+        parent: Option<&str>,
+        chain: &str,
+        status: &str,
+    ) -> BackupRecord {
+        BackupRecord {
+            id: id.into(),
+            volume_id: "vol-1".into(),
+            kind: BackupKind::parse(kind).unwrap(),
+            parent_id: parent.map(Into::into),
+            chain_id: chain.into(),
+            status: Status::parse(status).unwrap(),
+            compression: "zstd".into(),
+            created_at: crate::clock::now_rfc3339(),
+            project: "admin".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parent_selection_and_interruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        assert!(cat.incremental_parent("vol-1").unwrap().is_none());
+        cat.insert_backup(&backup("a", "full", None, "a", "available"), Quota::Reserve)
+            .unwrap();
+        cat.insert_backup(
+            &backup("b", "incremental", Some("a"), "a", "available"),
+            Quota::Reserve,
+        )
+        .unwrap();
+        cat.insert_backup(
+            &backup("c", "incremental", Some("b"), "a", "error"),
+            Quota::Reserve,
+        )
+        .unwrap();
+        assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
+        cat.insert_backup(&backup("d", "full", None, "d", "creating"), Quota::Reserve)
+            .unwrap();
+        assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
+        assert_eq!(cat.children("a").unwrap(), vec!["b".to_string()]);
+        cat.mark_interrupted().unwrap();
+        let d = cat.get_backup("d", None).unwrap();
+        assert_eq!(
+            (d.status.as_str(), d.error.as_str()),
+            ("error", "interrupted")
+        );
+        assert!(matches!(
+            cat.get_backup("zz", None),
+            Err(CatalogError::NotFound { .. })
+        ));
+    }
+}
