@@ -119,8 +119,6 @@ pub enum Denial {
     HostPath(#[from] crate::identity::roots::RootError),
     #[error("only an admin may restore onto registered volume {volume} (host path {path:?})")]
     RestoreOntoHostPath { volume: String, path: String },
-    #[error("only an admin may {what}")]
-    AdminOnly { what: String },
 }
 
 /// Valid requests that the state of things refuses now; each says what would let
