@@ -16,11 +16,19 @@
 //! tls_cert = "/etc/blockdelta/server.pem"   # with tls_key: gRPC over TLS
 //! tls_key = "/etc/blockdelta/server.key"
 //! tls_client_ca = "/etc/blockdelta/clients-ca.pem"   # clients must present a certificate
+//! repository = "s3://backups/blockdelta"   # default: DATA_DIR/repository
+//! s3_endpoint = "http://127.0.0.1:8333"   # path-style requests (SeaweedFS, Ceph RGW, MinIO)
+//! s3_region = "us-east-1"
+//! s3_access_key_id = "…"        # or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+//! s3_secret_access_key = "…"
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::repo::S3Settings;
+use crate::repo::store::RepositoryLocation;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +63,15 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// Where backups are kept: a local directory or `s3://BUCKET/PREFIX`. `None`: the
+    /// `repository/` folder of `data_dir`.
+    pub repository: Option<String>,
+    /// The S3 endpoint (`http(s)://host:port`) for an `s3://` repository; `None`: AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// S3 credentials; unset, `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` are used.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
 }
 
 impl Default for Config {
@@ -73,6 +90,11 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            repository: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }
@@ -93,6 +115,9 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    pub repository: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +187,16 @@ impl Config {
         if let Some(c) = overrides.tls_client_ca {
             config.tls_client_ca = Some(c);
         }
+        if let Some(r) = overrides.repository {
+            config.repository = Some(r);
+        }
+        if let Some(e) = overrides.s3_endpoint {
+            config.s3_endpoint = Some(e);
+        }
+        if let Some(r) = overrides.s3_region {
+            config.s3_region = Some(r);
+        }
+        config.repository_location()?;
         match (&config.tls_cert, &config.tls_key, &config.tls_client_ca) {
             (Some(_), Some(_), _) | (None, None, None) => {}
             (None, None, Some(_)) => {
@@ -210,6 +245,24 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The repository's location: `repository`, or `DATA_DIR/repository`.
+    pub fn repository_location(&self) -> Result<RepositoryLocation, ConfigError> {
+        match &self.repository {
+            None => Ok(RepositoryLocation::Local(self.data_dir.join("repository"))),
+            Some(text) => RepositoryLocation::parse(text).map_err(ConfigError::Invalid),
+        }
+    }
+
+    /// How to reach an `s3://` repository (credentials included; never printed).
+    pub fn s3_settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+        }
     }
 
     /// Discovery CHAP credentials, when configured.
@@ -269,6 +322,11 @@ mod tests {
             tls_cert: Some(PathBuf::new()),
             tls_key: Some(PathBuf::new()),
             tls_client_ca: Some(PathBuf::new()),
+            repository: Some(String::new()),
+            s3_endpoint: Some(String::new()),
+            s3_region: Some(String::new()),
+            s3_access_key_id: Some(String::new()),
+            s3_secret_access_key: Some(String::new()),
             ..Config::default()
         })
         .unwrap();

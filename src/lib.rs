@@ -30,5 +30,7 @@ mod sync;
 
 // What the server binary wires together; everything else stays inside the crate.
 pub use delta::Deltas;
-pub use engine::{EngineError, Service};
+pub use engine::{CopyReport, EngineError, Service, copy_repository};
 pub use export::{ExportConfig, Exports};
+pub use repo::S3Settings;
+pub use repo::store::RepositoryLocation;

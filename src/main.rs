@@ -124,9 +124,14 @@ enum Command {
     },
     /// The man page (roff) on stdout: `blockdelta manpage > blockdelta.1`.
     Manpage,
+    /// Copy a whole repository to another (a directory or s3://BUCKET/PREFIX): runs on
+    /// the repositories directly, not through a server.
+    #[command(subcommand)]
+    Repository(cli::repository::RepositoryCommand),
     /// Rebuild missing catalog records from the repository alone.
     Recover {
-        /// The server's repository folder (DATA_DIR/repository).
+        /// The server's repository (a folder or s3://BUCKET/PREFIX) [default: the one it
+        /// is configured with].
         #[arg(long)]
         repository: Option<String>,
     },
@@ -159,6 +164,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Serve(args) => return cli::serve::serve(args).await,
+        Command::Repository(cmd) => return cli::repository::run(cmd, cli.json).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "blockdelta", &mut std::io::stdout());
@@ -189,7 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => cli::identity::token(channel, cmd, cli.acting_for, cli.json).await,
         Command::Quota(cmd) => cli::identity::quota(channel, cmd, cli.json).await,
         Command::Whoami => cli::identity::whoami(channel, cli.json).await,
-        Command::Completions { .. } | Command::Manpage => unreachable!("answered above"),
+        Command::Completions { .. } | Command::Manpage | Command::Repository(_) => {
+            unreachable!("answered above")
+        }
         Command::Recover { repository } => {
             cli::backups::recover(channel, repository, cli.json).await
         }

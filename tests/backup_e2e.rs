@@ -1,18 +1,25 @@
 //! Acceptance item 1 of issue 3: a full and two incrementals with known changes
 //! on a generated sparse volume; each change bitmap equals the known set exactly;
 //! every generation restores byte-identical onto a new volume and onto an
-//! existing one filled with garbage.
+//! existing one filled with garbage. On the local directory and on S3 (SeaweedFS).
 
 mod common;
 
-use common::{Fill, Model, Server, diff_blocks, file_hash, garbage_file, s};
+use common::s3::Backend;
+use common::{Fill, Model, diff_blocks, file_hash, garbage_file, s};
 
 const SIZE: u64 = 128 << 20;
 
-#[test]
-fn full_and_two_incrementals_have_exact_change_bitmaps_and_restore_byte_identical() {
+crate::on_both_backends!(
+    full_and_two_incrementals_have_exact_change_bitmaps_and_restore_byte_identical
+);
+
+fn full_and_two_incrementals_have_exact_change_bitmaps_and_restore_byte_identical(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let repository = backend.repository();
+    let server = repository.start(&dir.path().join("data"));
     let (vol, path) = server.create_volume("gen", SIZE);
     let mut m = Model::new(&path, SIZE, 0x5eed_0001);
 

@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::delta::*;
+use common::s3::Backend;
 use common::*;
 use rand::Rng;
 use serde_json::Value;
@@ -243,10 +244,13 @@ fn check_reads(
     std::fs::remove_file(&out).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oracle_workflow_create_attach_scan_read_list_detach_delete() {
+crate::on_both_backends!(async oracle_workflow_create_attach_scan_read_list_detach_delete);
+
+/// On the local directory and on S3 (SeaweedFS): the same extents, reads and listings.
+async fn oracle_workflow_create_attach_scan_read_list_detach_delete(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let repository = backend.repository();
+    let server = repository.start(&dir.path().join("data"));
     let mut model = SparseModel::create(&dir.path().join("vol.img"), SIZE, 7);
     let gens = generations(&mut model);
     // Back up generation by generation: rewrite the file to each generation first.

@@ -189,6 +189,8 @@ fn repo_code(e: &RepoError) -> Code {
         RepoError::UnknownCodec(_) => Code::InvalidArgument,
         RepoError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
         RepoError::Io { .. } => Code::Internal,
+        // The object store is down or refusing: worth retrying once it is back.
+        RepoError::Remote { .. } => Code::Unavailable,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod changed;
 pub mod identity;
 pub mod logging;
 pub mod output;
+pub mod repository;
 pub mod serve;
 pub mod volumes;
 

@@ -64,6 +64,15 @@ pub struct ServeArgs {
     /// PEM CA bundle: require client certificates signed by it (mutual TLS).
     #[arg(long, env = "BLOCKDELTA_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// Where backups are kept: a directory or s3://BUCKET/PREFIX [default: DATA_DIR/repository].
+    #[arg(long, env = "BLOCKDELTA_REPOSITORY")]
+    repository: Option<String>,
+    /// S3 endpoint for an s3:// repository, e.g. http://127.0.0.1:8333 [default: AWS].
+    #[arg(long, env = "BLOCKDELTA_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "BLOCKDELTA_S3_REGION")]
+    s3_region: Option<String>,
     /// Serve gRPC without TLS on a non-loopback address (tokens cross the network in
     /// the clear): refused without this flag.
     #[arg(long)]
@@ -108,6 +117,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
             tls_client_ca: args.tls_client_ca,
+            repository: args.repository,
+            s3_endpoint: args.s3_endpoint,
+            s3_region: args.s3_region,
         },
     )?;
     let tls = server_tls(&config)?;
@@ -137,9 +149,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let fresh_data_dir = !config.data_dir.exists();
     let data_dir = config.data_dir.clone();
     let volume_roots = config.volume_roots.clone();
+    let repository = config.repository_location()?;
+    let s3 = config.s3_settings();
     let started = async {
         let svc = tokio::task::spawn_blocking(move || {
-            let svc = Service::open(&data_dir, volume_roots)?;
+            let svc = Service::open(&data_dir, &repository, &s3, volume_roots)?;
             let token_file = data_dir.join("admin.token");
             if svc.bootstrap_admin_token(&token_file)? {
                 tracing::warn!(file = %token_file.display(), "created the admin project's first admin token");
@@ -190,7 +204,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("grpc listening on {addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), "blockdelta serving");
+    tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), repository = %config.repository_location()?, "blockdelta serving");
     let api = Api::new(svc.clone(), exports, deltas, config.delta_enabled);
     // One signal stops both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

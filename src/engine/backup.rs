@@ -1,7 +1,7 @@
 //! Full and incremental backups: one streaming pipeline.
 //!
 //! ```text
-//! workers (read, zero-check, fingerprint, compare, compress) ──results──▶ writer ──packs──▶ sealer
+//! workers (read, zero-check, fingerprint, compare, compress) ──results──▶ this thread ──frames──▶ BackupWriter
 //! ```
 //! Workers, one a core, take the next piece of the volume's data ranges (holes
 //! skipped with SEEK_DATA / SEEK_HOLE), read it, fingerprint each tracking block,
@@ -9,9 +9,9 @@
 //! blocks into a frame. A worker reads the piece it works on, so the bytes are
 //! still in its core's cache when it hashes and compresses them: a separate
 //! reader thread made every byte cross memory once more, which cost a tenth of a
-//! full backup's CPU. This thread appends frames to packs and builds the change
-//! bitmap, allocated bitmap, extents and fingerprints; the sealer makes full
-//! packs durable beside it. The result queue is bounded, so memory is a fixed
+//! full backup's CPU. This thread builds the change bitmap, allocated bitmap and
+//! fingerprints and hands frames to the repository's `BackupWriter`, which packs
+//! and stores them beside it. The result queue is bounded, so memory is a fixed
 //! number of pieces in flight.
 //!
 //! The index is written last, after every pack is durable: a backup that dies
@@ -30,10 +30,9 @@ use super::source::data_ranges;
 use super::{EngineError, JobControl, worker_count};
 use crate::clock::now_rfc3339;
 use crate::repo::hash::{fingerprint, frame_hash_of};
-use crate::repo::pack::{EncodedFrame, PACK_TARGET_LEN, PackWriter};
-use crate::repo::sealer::PackSealer;
+use crate::repo::pack::EncodedFrame;
 use crate::repo::{
-    BackupIndex, BackupManifest, Codec, Extent, Fingerprints, Repository, TRACKING_BLOCK_SIZE,
+    BackupManifest, BackupWriter, Codec, Fingerprints, Repository, TRACKING_BLOCK_SIZE,
 };
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
@@ -257,50 +256,14 @@ fn write_results(
     parent_allocated: &RoaringTreemap,
     control: &JobControl,
 ) -> Result<BackupOutcome, EngineError> {
-    let mut pack: Option<PackWriter> = None;
-    let mut sealer = PackSealer::start();
-    let mut stored_bytes = 0u64;
-    let mut extents = Vec::new();
+    let mut writer = BackupWriter::begin(repo, &plan.manifest.id)?;
     let mut fingerprints = Vec::new();
     let mut changed = RoaringTreemap::new();
     let mut done = 0u64;
-    let fail = |pack: Option<PackWriter>, e: EngineError| {
-        if let Some(p) = pack {
-            p.abandon();
-        }
-        Err(e)
-    };
     for result in rx.iter() {
-        let piece = match result {
-            Ok(p) => p,
-            Err(e) => return fail(pack, e),
-        };
+        let piece = result?;
         for (first_block, blocks, frame) in &piece.frames {
-            if pack.is_none() {
-                match PackWriter::create(repo.root()) {
-                    Ok(p) => pack = Some(p),
-                    Err(e) => return fail(None, e.into()),
-                }
-            }
-            let Some(writer) = pack.as_mut() else {
-                continue;
-            };
-            let loc = match writer.append(frame) {
-                Ok(l) => l,
-                Err(e) => return fail(pack, e.into()),
-            };
-            stored_bytes += crate::repo::pack::FRAME_HEADER_LEN + frame.data.len() as u64;
-            extents.push(Extent {
-                first_block: *first_block,
-                blocks: *blocks,
-                frame: loc,
-            });
-            if writer.len() >= PACK_TARGET_LEN
-                && let Some(full) = pack.take()
-                && let Err(e) = sealer.seal(full)
-            {
-                return fail(None, e.into());
-            }
+            writer.append(*first_block, *blocks, frame)?;
         }
         changed.extend(piece.changed.iter().copied());
         fingerprints.extend_from_slice(&piece.fingerprints);
@@ -308,14 +271,8 @@ fn write_results(
         control.set_done(done);
     }
     if control.is_cancelled() {
-        return fail(pack, EngineError::Interrupted);
+        return Err(EngineError::Interrupted);
     }
-    if let Some(p) = pack.take() {
-        sealer.seal(p)?;
-    }
-    // Every pack is durable before anything names it.
-    sealer.wait()?;
-    extents.sort_by_key(|e| e.first_block);
     fingerprints.sort_by_key(|f| f.0);
     let fingerprints = Fingerprints {
         entries: fingerprints,
@@ -334,36 +291,26 @@ fn write_results(
             .filter(|(b, _)| changed.contains(*b))
             .collect(),
     };
-    let fp_path = repo.fingerprints_path(&plan.manifest.id);
-    stored.write(&fp_path)?;
     // Run containers: allocated regions are long runs, so the bitmaps stay small.
     changed.optimize();
     allocated.optimize();
-    stored_bytes += std::fs::metadata(&fp_path).map(|m| m.len()).unwrap_or(0);
 
     let mut manifest = plan.manifest.clone();
     manifest.changed_blocks = changed.len();
     manifest.allocated_blocks = allocated.len();
     manifest.content_hash = content_hash.clone();
     manifest.completed_at = now_rfc3339();
-    manifest.stored_bytes = stored_bytes;
-    let index = BackupIndex {
-        manifest,
-        change: changed,
-        allocated,
-        extents,
-    };
     if control.is_cancelled() {
         return Err(EngineError::Interrupted);
     }
-    let index_bytes = repo.write_index(&index)?;
+    let committed = writer.commit(manifest.clone(), changed, allocated, &stored)?;
     control.set_done(control.progress().1);
     Ok(BackupOutcome {
-        changed_blocks: index.manifest.changed_blocks,
-        allocated_blocks: index.manifest.allocated_blocks,
-        stored_bytes: stored_bytes + index_bytes,
+        changed_blocks: manifest.changed_blocks,
+        allocated_blocks: manifest.allocated_blocks,
+        stored_bytes: committed.stored_bytes,
         content_hash,
-        completed_at: index.manifest.completed_at.clone(),
+        completed_at: manifest.completed_at,
     })
 }
 
@@ -517,6 +464,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, EngineError::Interrupted), "{err}");
-        assert!(!repo.has_index("bkp-x"));
+        assert!(!repo.has_index("bkp-x").unwrap());
     }
 }

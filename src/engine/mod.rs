@@ -3,6 +3,7 @@
 //! keeps the catalog in step. It never speaks gRPC: `api` adapts it.
 
 pub mod backup;
+mod copy;
 pub mod error;
 pub mod restore;
 pub mod service;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Callers take them from here, not from the storage layers.
 pub use crate::catalog::{AttachmentRecord, BackupRecord, CatalogError, Status, VolumeRecord};
 pub use crate::repo::RepoError;
+pub use copy::{CopyReport, copy_repository};
 pub use error::{Denial, EngineError, InvalidRequest, Refusal};
 pub use service::Service;
 

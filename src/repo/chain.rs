@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use roaring::RoaringTreemap;
 
-use super::pack::{FrameLocation, read_frame};
+use super::pack::FrameLocation;
 use super::{BackupIndex, Fingerprints, IndexHead, RepoError, Repository, TRACKING_BLOCK_SIZE};
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
@@ -180,7 +180,7 @@ impl ChainReader {
         let slot = lock(&self.loading).entry(key).or_default().clone();
         let mut mine = None;
         let shared = slot.get_or_init(|| {
-            let result = read_frame(self.repo.root(), loc).map(Arc::new);
+            let result = self.repo.read_frame(loc).map(Arc::new);
             let frame = result.as_ref().ok().cloned();
             if let Some(f) = &frame {
                 lock(&self.frames).insert(key, f.clone());
@@ -192,7 +192,7 @@ impl ChainReader {
             (Some(result), _) => result,
             (None, Some(frame)) => Ok(frame.clone()),
             // The reader we waited for failed: read it ourselves, for our own error.
-            (None, None) => read_frame(self.repo.root(), loc).map(Arc::new),
+            (None, None) => self.repo.read_frame(loc).map(Arc::new),
         };
         let mut loading = lock(&self.loading);
         if loading.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {

@@ -16,6 +16,13 @@ pub enum RepoError {
     Corrupt { object: String, reason: String },
     #[error("repository object {object} not found")]
     NotFound { object: String },
+    /// The object store did not answer as it should (unreachable, refused, timed out).
+    #[error("object storage {object} at {endpoint}: {reason}")]
+    Remote {
+        object: String,
+        endpoint: String,
+        reason: String,
+    },
     #[error("unknown compression {0:?} (expected none, zlib, bz2 or zstd)")]
     UnknownCodec(String),
 }

@@ -28,15 +28,11 @@
 //! incremental's time; 16 bytes per allocated 4 KiB block is 0.4 % of the data,
 //! and an incremental then reads only the volume, never the repository.
 
-use std::path::Path;
-
 use roaring::RoaringTreemap;
 use serde::{Deserialize, Serialize};
 
+use super::RepoError;
 use super::pack::{FrameLocation, PackId};
-use super::{RepoError, write_atomic};
-
-use crate::faults::fault;
 use crate::kinds::{BackupKind, VolumeKind};
 
 const INDEX_MAGIC: &[u8; 8] = b"BDIDX002";
@@ -283,33 +279,27 @@ impl IndexHead {
         })
     }
 
-    /// Reads and verifies only the head of the index file at `path`: a few
-    /// reads sized by the head's own length fields, never the extents.
-    pub fn read(path: &Path, object: &str) -> Result<IndexHead, RepoError> {
-        use std::io::Read;
-        let io = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::NotFound => RepoError::NotFound {
-                object: object.to_string(),
-            },
-            std::io::ErrorKind::UnexpectedEof => RepoError::corrupt(object, "truncated"),
-            _ => RepoError::io(path, e),
+    /// Reads and verifies only the head of an index through `read_range` (ranged
+    /// reads of the index object): a few reads sized by the head's own length fields,
+    /// never the extents. A range past the object's end comes back as `Corrupt`.
+    pub fn read(
+        object: &str,
+        read_range: impl Fn(std::ops::Range<u64>) -> Result<Vec<u8>, RepoError>,
+    ) -> Result<IndexHead, RepoError> {
+        let truncated = |e: RepoError| match e {
+            RepoError::Corrupt { .. } => RepoError::corrupt(object, "truncated"),
+            other => other,
         };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let file_len = file.metadata().map_err(io)?.len();
-        let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
-        let mut buf = vec![0u8; 12];
-        reader.read_exact(&mut buf).map_err(io)?;
+        let mut buf = read_range(0..12).map_err(truncated)?;
         let mlen = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as u64;
-        let mut want = |buf: &mut Vec<u8>, more: u64| -> Result<(), RepoError> {
-            if (buf.len() as u64)
+        let want = |buf: &mut Vec<u8>, more: u64| -> Result<(), RepoError> {
+            let at = buf.len() as u64;
+            let end = at
                 .checked_add(more)
-                .is_none_or(|end| end > file_len)
-            {
-                return Err(RepoError::corrupt(object, "truncated"));
-            }
-            let at = buf.len();
-            buf.resize(at + more as usize, 0);
-            reader.read_exact(&mut buf[at..]).map_err(io)
+                .filter(|end| *end <= MAX_HEAD_LEN)
+                .ok_or_else(|| RepoError::corrupt(object, "truncated"))?;
+            buf.extend_from_slice(&read_range(at..end).map_err(truncated)?);
+            Ok(())
         };
         want(&mut buf, mlen + 8)?;
         for last in [false, true] {
@@ -322,6 +312,10 @@ impl IndexHead {
         IndexHead::parse(&mut Cursor { buf: &buf, pos: 0 }, object)
     }
 }
+
+/// No head is larger: two bitmaps of a 16 EiB volume at their worst are far below it,
+/// and a damaged length field must not become a multi-gigabyte read.
+const MAX_HEAD_LEN: u64 = 1 << 34;
 
 /// Per-block fingerprints of a backup, sorted by block: the parent side of an
 /// incremental's comparison.
@@ -338,8 +332,8 @@ impl Fingerprints {
             .map(|i| &self.entries[i].1)
     }
 
-    /// Writes only the fingerprints: the block numbers are the allocated bitmap's.
-    pub fn write(&self, path: &Path) -> Result<(), RepoError> {
+    /// Encodes only the fingerprints: the block numbers are the stored blocks'.
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(48 + self.entries.len() * 16);
         out.extend_from_slice(FP_MAGIC);
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
@@ -348,22 +342,15 @@ impl Fingerprints {
         }
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
-        fault!("repo.fingerprints.write", |e| RepoError::io(path, e));
-        write_atomic(path, &out)
+        out
     }
 
-    /// Reads a fingerprint file whose entries belong, in order, to `blocks`.
-    pub fn read(
-        path: &Path,
+    /// Decodes a fingerprint object whose entries belong, in order, to `blocks`.
+    pub fn decode(
+        bytes: &[u8],
         blocks: &RoaringTreemap,
         object: &str,
     ) -> Result<Fingerprints, RepoError> {
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => RepoError::NotFound {
-                object: object.to_string(),
-            },
-            _ => RepoError::io(path, e),
-        })?;
         let bad = |reason: &str| RepoError::corrupt(object, reason);
         if bytes.len() < 48 || &bytes[..8] != FP_MAGIC {
             return Err(bad("not a fingerprint file"));
@@ -500,10 +487,15 @@ mod tests {
     fn the_head_reads_alone_and_checks_its_own_sum() {
         let idx = sample();
         let bytes = idx.encode().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.index");
-        std::fs::write(&path, &bytes).unwrap();
-        let head = IndexHead::read(&path, "i").unwrap();
+        let ranged = |b: &[u8]| {
+            let b = b.to_vec();
+            move |r: std::ops::Range<u64>| {
+                b.get(r.start as usize..r.end as usize)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| RepoError::corrupt("i", "short"))
+            }
+        };
+        let head = IndexHead::read("i", ranged(&bytes)).unwrap();
         assert_eq!(head.manifest, idx.manifest);
         assert_eq!(head.change, idx.change);
         assert_eq!(head.allocated, idx.allocated);
@@ -511,18 +503,18 @@ mod tests {
         let head_len = bytes.len() - 32 - 8 - EXTENT_LEN;
         let mut b = bytes.clone();
         b[head_len + 10] ^= 1;
-        std::fs::write(&path, &b).unwrap();
-        assert!(IndexHead::read(&path, "i").is_ok());
+        assert!(IndexHead::read("i", ranged(&b)).is_ok());
         assert!(BackupIndex::decode(&b, "i").is_err());
         for i in [0, 9, 20, head_len - 40, head_len - 1] {
             let mut b = bytes.clone();
             b[i] ^= 1;
-            std::fs::write(&path, &b).unwrap();
-            assert!(IndexHead::read(&path, "i").is_err(), "byte {i}");
+            assert!(IndexHead::read("i", ranged(&b)).is_err(), "byte {i}");
         }
         for len in [4, 12, 40, head_len - 1] {
-            std::fs::write(&path, &bytes[..len]).unwrap();
-            assert!(IndexHead::read(&path, "i").is_err(), "length {len}");
+            assert!(
+                IndexHead::read("i", ranged(&bytes[..len])).is_err(),
+                "length {len}"
+            );
         }
     }
 }

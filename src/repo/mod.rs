@@ -1,16 +1,20 @@
-//! The repository: pack/extent store, backup indexes and volume manifests on a
-//! local directory. It owns every byte of backup data and knows nothing of the
-//! catalog: from this directory alone every backup can be listed and restored.
+//! The repository: pack/extent store, backup indexes and volume manifests, as
+//! immutable objects in a local directory or an S3 bucket (`store`). It owns every
+//! byte of backup data and knows nothing of the catalog: from its objects alone every
+//! backup can be listed and restored.
 //!
 //! ```text
-//! <root>/repository.json          format marker
-//! <root>/packs/<xx>/<id>.pack      frames (see `pack`)
-//! <root>/backups/<id>.index        backup indexes: the commit point (see `index`)
-//! <root>/backups/<id>.fingerprints per-block fingerprints
-//! <root>/volumes/<id>.json         volume manifests
-//! <root>/tmp/                      packs being written
+//! repository.json              format marker
+//! packs/<xx>/<id>.pack         frames (see `pack`)
+//! backups/<id>.index           backup indexes: the commit point (see `index`)
+//! backups/<id>.fingerprints    per-block fingerprints
+//! volumes/<id>.json            volume manifests
+//! running/<id>                 backups being written (see `writer`)
+//! audit.jsonl                  the audit log (on S3: one object per line under audit.jsonl.d/)
+//! tmp/                         local only: objects being put
 //! ```
-//! Every write is temp file + fsync + rename + fsync of the directory.
+//! Nothing above this module sees a path or a key: backups write through
+//! `BackupWriter`, reads go through `ChainReader`.
 
 pub mod chain;
 pub mod codec;
@@ -18,14 +22,17 @@ pub mod error;
 pub mod hash;
 pub mod index;
 pub mod pack;
-pub mod sealer;
+mod sealer;
+pub mod store;
+pub mod writer;
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::faults::fault;
+use pack::{FrameLocation, decode_frame, frame_span, pack_key};
+use store::{LocalStore, ObjectStore, RepositoryLocation, S3Store};
 
 pub use chain::ChainReader;
 pub use codec::Codec;
@@ -35,10 +42,20 @@ pub use index::{
     IndexHead, VolumeManifest,
 };
 pub use pack::PackId;
+pub use store::s3::S3Settings;
+pub use writer::BackupWriter;
 
 /// Change bitmaps count in tracking blocks of this many bytes.
 pub const TRACKING_BLOCK_SIZE: u64 = 4096;
 pub const FORMAT_VERSION: u32 = 1;
+const MARKER_KEY: &str = "repository.json";
+const AUDIT_KEY: &str = "audit.jsonl";
+/// A pack younger than the oldest running backup's marker by less than this is kept by
+/// a collection: clocks of the nodes and of the object store may disagree this much.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// A running marker no catalog accounts for is taken as abandoned (its server died
+/// and never came back) after this long: no backup runs for a day.
+const STALE_MARKER: Duration = Duration::from_secs(24 * 3600);
 
 /// What `scan_references` found.
 #[derive(Debug, Default)]
@@ -50,211 +67,342 @@ pub struct ReferenceScan {
 
 #[derive(Clone, Debug)]
 pub struct Repository {
-    root: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    /// Set for a local repository: leftovers of interrupted puts are cleared by gc.
+    local: Option<Arc<LocalStore>>,
+}
+
+fn index_key(backup_id: &str) -> String {
+    format!("backups/{backup_id}.index")
+}
+
+fn fingerprints_key(backup_id: &str) -> String {
+    format!("backups/{backup_id}.fingerprints")
+}
+
+fn running_key(backup_id: &str) -> String {
+    format!("running/{backup_id}")
 }
 
 impl Repository {
-    /// Opens the repository at `root`, creating its folders when missing.
-    pub fn open_or_create(root: &Path) -> Result<Repository, RepoError> {
-        for sub in ["packs", "backups", "volumes", "tmp"] {
-            let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| RepoError::io(&p, e))?;
+    /// Opens the local repository at `root`, creating it when missing.
+    pub fn open_or_create(root: &std::path::Path) -> Result<Repository, RepoError> {
+        Repository::open(
+            &RepositoryLocation::Local(root.to_path_buf()),
+            &S3Settings::default(),
+            true,
+        )
+    }
+
+    /// Opens the repository at `location`; `create`: make it when it is not there yet,
+    /// otherwise refuse a place that holds none.
+    pub fn open(
+        location: &RepositoryLocation,
+        s3: &S3Settings,
+        create: bool,
+    ) -> Result<Repository, RepoError> {
+        let (store, local): (Arc<dyn ObjectStore>, _) = match location {
+            RepositoryLocation::Local(root) => {
+                if !create && !root.join(MARKER_KEY).is_file() {
+                    return Err(RepoError::NotFound {
+                        object: format!("repository at {}", root.display()),
+                    });
+                }
+                // Today's layout, folders and all, so tools that look into them work.
+                for sub in ["packs", "backups", "volumes"] {
+                    let dir = root.join(sub);
+                    std::fs::create_dir_all(&dir).map_err(|e| RepoError::io(&dir, e))?;
+                }
+                let local = Arc::new(LocalStore::open(root)?);
+                (local.clone(), Some(local))
+            }
+            RepositoryLocation::S3(at) => (Arc::new(S3Store::open(at, s3)?), None),
+        };
+        let repo = Repository { store, local };
+        match repo.store.get(MARKER_KEY) {
+            Ok(_) => {}
+            Err(RepoError::NotFound { .. }) if create => {
+                let body = format!(
+                    "{{\"format\":\"blockdelta-repository\",\"version\":{FORMAT_VERSION}}}\n"
+                );
+                fault!("repo.marker.write", |e| RepoError::io(
+                    repo.describe(MARKER_KEY),
+                    e
+                ));
+                repo.store.put(MARKER_KEY, body.as_bytes())?;
+            }
+            Err(RepoError::NotFound { .. }) => {
+                return Err(RepoError::NotFound {
+                    object: format!("repository at {location}"),
+                });
+            }
+            Err(e) => return Err(e),
         }
-        let marker = root.join("repository.json");
-        if !marker.exists() {
-            let body =
-                format!("{{\"format\":\"blockdelta-repository\",\"version\":{FORMAT_VERSION}}}\n");
-            write_atomic(&marker, body.as_bytes())?;
-        }
-        Ok(Repository {
-            root: root.to_path_buf(),
+        Ok(repo)
+    }
+
+    /// Where the repository is, as configured: a path or `s3://bucket/prefix`.
+    pub fn location(&self) -> String {
+        self.store.location()
+    }
+
+    fn describe(&self, key: &str) -> String {
+        self.store.describe(key)
+    }
+
+    /// Names an object the way an operator finds it: what it is, and its key.
+    fn named<T>(&self, what: &str, key: &str, r: Result<T, RepoError>) -> Result<T, RepoError> {
+        r.map_err(|e| match e {
+            RepoError::NotFound { .. } => RepoError::NotFound {
+                object: format!("{what} ({})", self.describe(key)),
+            },
+            RepoError::Corrupt { reason, .. } => RepoError::Corrupt {
+                object: format!("{what} ({})", self.describe(key)),
+                reason,
+            },
+            other => other,
         })
     }
 
-    /// Opens an existing repository; refuses a folder that is not one.
-    pub fn open_existing(root: &Path) -> Result<Repository, RepoError> {
-        if !root.join("repository.json").is_file() {
-            return Err(RepoError::NotFound {
-                object: format!("repository at {}", root.display()),
-            });
+    pub fn requests_in_flight(&self) -> usize {
+        self.store.requests_in_flight()
+    }
+
+    /// Bytes between two wanted frames of a pack below which one read takes both.
+    pub fn coalesce_gap(&self) -> u64 {
+        self.store.coalesce_gap()
+    }
+
+    /// Whether the backup's index is present (an error reaching the store is an error,
+    /// never "absent": that would take a good backup out of service).
+    pub fn has_index(&self, backup_id: &str) -> Result<bool, RepoError> {
+        match self.store.get_range(&index_key(backup_id), 0..8) {
+            Ok(_) | Err(RepoError::Corrupt { .. }) => Ok(true),
+            Err(RepoError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
-        Repository::open_or_create(root)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn index_path(&self, backup_id: &str) -> PathBuf {
-        self.root.join("backups").join(format!("{backup_id}.index"))
-    }
-
-    pub fn fingerprints_path(&self, backup_id: &str) -> PathBuf {
-        self.root
-            .join("backups")
-            .join(format!("{backup_id}.fingerprints"))
-    }
-
-    pub fn has_index(&self, backup_id: &str) -> bool {
-        self.index_path(backup_id).is_file()
     }
 
     /// Writes a backup's index atomically: the moment the backup exists in the repository.
-    pub fn write_index(&self, index: &BackupIndex) -> Result<u64, RepoError> {
+    pub(crate) fn write_index(&self, index: &BackupIndex) -> Result<u64, RepoError> {
         let bytes = index.encode()?;
-        let path = self.index_path(index.id());
-        fault!("repo.index.write", |e| RepoError::io(&path, e));
-        write_atomic(&path, &bytes)?;
+        let key = index_key(index.id());
+        fault!("repo.index.write", |e| RepoError::io(
+            self.describe(&key),
+            e
+        ));
+        self.store.put(&key, &bytes)?;
         // Durable, yet reported as failed: the caller must still not call it available.
-        fault!("repo.index.written", |e| RepoError::io(&path, e));
+        fault!("repo.index.written", |e| RepoError::io(
+            self.describe(&key),
+            e
+        ));
         Ok(bytes.len() as u64)
     }
 
+    pub(crate) fn write_fingerprints(
+        &self,
+        backup_id: &str,
+        fingerprints: &Fingerprints,
+    ) -> Result<u64, RepoError> {
+        let bytes = fingerprints.encode();
+        let key = fingerprints_key(backup_id);
+        fault!("repo.fingerprints.write", |e| RepoError::io(
+            self.describe(&key),
+            e
+        ));
+        self.store.put(&key, &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
+    pub(crate) fn put_pack(&self, pack: &pack::PackBuilder) -> Result<(), RepoError> {
+        let key = pack_key(&pack.id());
+        fault!("repo.pack.write", |e| RepoError::io(self.describe(&key), e));
+        self.store.put(&key, pack.bytes())
+    }
+
+    pub(crate) fn put_running_marker(&self, backup_id: &str) -> Result<(), RepoError> {
+        let key = running_key(backup_id);
+        fault!("repo.running.write", |e| RepoError::io(
+            self.describe(&key),
+            e
+        ));
+        self.store.put(&key, backup_id.as_bytes())
+    }
+
+    /// Best effort: a marker left behind only makes gc keep young packs until the next
+    /// collection finds it stale.
+    pub(crate) fn remove_running_marker(&self, backup_id: &str) {
+        if let Err(e) = self.store.delete(&running_key(backup_id)) {
+            tracing::warn!(backup_id, error = %e, "cannot remove a running backup's marker");
+        }
+    }
+
     pub fn read_index(&self, backup_id: &str) -> Result<BackupIndex, RepoError> {
-        let path = self.index_path(backup_id);
-        let object = format!("index {backup_id}");
-        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => RepoError::NotFound {
-                object: object.clone(),
-            },
-            _ => RepoError::io(&path, e),
-        })?;
-        BackupIndex::decode(&bytes, &object)
+        let key = index_key(backup_id);
+        let what = format!("index {backup_id}");
+        let bytes = self.named(&what, &key, self.store.get(&key))?;
+        BackupIndex::decode(&bytes, &format!("{what} ({})", self.describe(&key)))
     }
 
     /// Only the manifest and bitmaps of a backup's index (see `IndexHead`).
     pub fn read_index_head(&self, backup_id: &str) -> Result<IndexHead, RepoError> {
-        IndexHead::read(&self.index_path(backup_id), &format!("index {backup_id}"))
+        let key = index_key(backup_id);
+        let what = format!("index {backup_id}");
+        let head = IndexHead::read(&what, |range| self.store.get_range(&key, range));
+        self.named(&what, &key, head)
     }
 
     /// The fingerprints this backup stored: one per block it holds data for
     /// (`change ∩ allocated`). The whole volume's map is `ChainReader::fingerprints`.
     pub fn read_stored_fingerprints(&self, index: &BackupIndex) -> Result<Fingerprints, RepoError> {
-        Fingerprints::read(
-            &self.fingerprints_path(index.id()),
-            &index.stored_blocks(),
-            &format!("fingerprints {}", index.id()),
-        )
+        let key = fingerprints_key(index.id());
+        let what = format!("fingerprints {}", index.id());
+        let bytes = self.named(&what, &key, self.store.get(&key))?;
+        let object = format!("{what} ({})", self.describe(&key));
+        Fingerprints::decode(&bytes, &index.stored_blocks(), &object)
+    }
+
+    /// One frame, verified: a ranged read of its pack.
+    pub fn read_frame(&self, loc: &FrameLocation) -> Result<Vec<u8>, RepoError> {
+        let key = pack_key(&loc.pack);
+        let object = format!("{} ({})", loc.describe(), self.describe(&key));
+        let bytes = self
+            .store
+            .get_range(&key, frame_span(loc))
+            .map_err(|e| match e {
+                RepoError::NotFound { .. } => RepoError::NotFound {
+                    object: object.clone(),
+                },
+                RepoError::Corrupt { reason, .. } => RepoError::corrupt(&object, reason),
+                other => other,
+            })?;
+        decode_frame(&bytes, loc, &object)
+    }
+
+    /// Frames of one pack, fetched with one read of the span from the first to the last
+    /// (the caller picks frames that lie close together, see `coalesce_gap`), each
+    /// verified on its own.
+    pub fn read_frames(&self, locs: &[FrameLocation]) -> Result<Vec<Vec<u8>>, RepoError> {
+        let (Some(first), Some(last)) = (locs.first(), locs.last()) else {
+            return Ok(Vec::new());
+        };
+        let key = pack_key(&first.pack);
+        let span = frame_span(first).start..frame_span(last).end;
+        let named = |loc: &FrameLocation| format!("{} ({})", loc.describe(), self.describe(&key));
+        let bytes = self
+            .store
+            .get_range(&key, span.clone())
+            .map_err(|e| match e {
+                RepoError::NotFound { .. } => RepoError::NotFound {
+                    object: named(first),
+                },
+                RepoError::Corrupt { reason, .. } => RepoError::corrupt(named(last), reason),
+                other => other,
+            })?;
+        locs.iter()
+            .map(|loc| {
+                let r = frame_span(loc);
+                let slice = bytes
+                    .get((r.start - span.start) as usize..(r.end - span.start) as usize)
+                    .ok_or_else(|| RepoError::corrupt(named(loc), "frames out of order"))?;
+                decode_frame(slice, loc, &named(loc))
+            })
+            .collect()
     }
 
     /// Removes a backup from the repository: the index first (so the backup is gone
-    /// atomically), then its fingerprints. Its packs are left to garbage collection.
+    /// atomically), then its fingerprints and marker. Its packs are left to gc.
     pub fn remove_backup(&self, backup_id: &str) -> Result<(), RepoError> {
-        for path in [
-            self.index_path(backup_id),
-            self.fingerprints_path(backup_id),
+        for key in [
+            index_key(backup_id),
+            fingerprints_key(backup_id),
+            running_key(backup_id),
         ] {
-            fault!("repo.backup.remove", |e| RepoError::io(&path, e));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(RepoError::io(&path, e)),
-            }
+            fault!("repo.backup.remove", |e| RepoError::io(
+                self.describe(&key),
+                e
+            ));
+            self.store.delete(&key)?;
         }
-        fsync_dir(&self.root.join("backups"))
+        Ok(())
     }
 
     /// Ids of every backup whose index is present.
     pub fn list_backup_ids(&self) -> Result<Vec<String>, RepoError> {
-        let dir = self.root.join("backups");
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
-            let entry = entry.map_err(|e| RepoError::io(&dir, e))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if let Some(id) = name.strip_suffix(".index") {
-                ids.push(id.to_string());
-            }
-        }
+        let mut ids: Vec<String> = self
+            .store
+            .list("backups/")?
+            .into_iter()
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix("backups/")
+                    .and_then(|k| k.strip_suffix(".index"))
+                    .map(str::to_string)
+            })
+            .collect();
         ids.sort();
         Ok(ids)
     }
 
     pub fn write_volume(&self, volume: &VolumeManifest) -> Result<(), RepoError> {
-        let path = self
-            .root
-            .join("volumes")
-            .join(format!("{}.json", volume.id));
+        let key = format!("volumes/{}.json", volume.id);
         let body = serde_json::to_vec_pretty(volume)
             .map_err(|e| RepoError::corrupt(format!("volume {}", volume.id), e.to_string()))?;
-        fault!("repo.volume_manifest.write", |e| RepoError::io(&path, e));
-        write_atomic(&path, &body)
+        fault!("repo.volume_manifest.write", |e| RepoError::io(
+            self.describe(&key),
+            e
+        ));
+        self.store.put(&key, &body)
     }
 
-    /// Appends one line to the repository's audit log (`audit.jsonl`), durably, so the
-    /// history survives the catalog.
+    /// Appends one line to the repository's audit log, durably, so the history
+    /// survives the catalog.
     pub fn append_audit(&self, line: &str) -> Result<(), RepoError> {
-        let path = self.root.join("audit.jsonl");
-        fault!("repo.audit.append", |e| RepoError::io(&path, e));
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| RepoError::io(&path, e))?;
-        f.write_all(format!("{line}\n").as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|e| RepoError::io(&path, e))
+        self.store.append_log(AUDIT_KEY, line)
     }
 
     /// The repository's audit log, oldest first; a torn last line (a crash mid-append)
     /// is left out.
     pub fn audit_lines(&self) -> Result<Vec<String>, RepoError> {
-        let path = self.root.join("audit.jsonl");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text
-                .lines()
-                .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
-                .map(str::to_string)
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(RepoError::io(&path, e)),
-        }
+        Ok(self
+            .store
+            .read_log(AUDIT_KEY)?
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Every volume manifest, each read on its own: a damaged one is returned as its
     /// error beside the others, never in their place.
     pub fn list_volumes(&self) -> Result<Vec<Result<VolumeManifest, RepoError>>, RepoError> {
-        let dir = self.root.join("volumes");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
-            let entry = entry.map_err(|e| RepoError::io(&dir, e))?;
-            let path = entry.path();
-            if path.extension().is_some_and(|x| x == "json") {
-                out.push(
-                    std::fs::read(&path)
-                        .map_err(|e| RepoError::io(&path, e))
-                        .and_then(|bytes| {
-                            serde_json::from_slice::<VolumeManifest>(&bytes).map_err(|e| {
-                                RepoError::corrupt(
-                                    format!("volume manifest {}", path.display()),
-                                    e.to_string(),
-                                )
-                            })
-                        }),
-                );
+        for object in self.store.list("volumes/")? {
+            if !object.key.ends_with(".json") {
+                continue;
             }
+            let what = format!("volume manifest {}", self.describe(&object.key));
+            out.push(self.store.get(&object.key).and_then(|bytes| {
+                serde_json::from_slice::<VolumeManifest>(&bytes)
+                    .map_err(|e| RepoError::corrupt(&what, e.to_string()))
+            }));
         }
         Ok(out)
     }
 
-    /// Every finished pack with its size.
-    pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>, RepoError> {
-        let dir = self.root.join("packs");
-        let mut out = Vec::new();
-        for sub in std::fs::read_dir(&dir).map_err(|e| RepoError::io(&dir, e))? {
-            let sub = sub.map_err(|e| RepoError::io(&dir, e))?.path();
-            if !sub.is_dir() {
-                continue;
-            }
-            for entry in std::fs::read_dir(&sub).map_err(|e| RepoError::io(&sub, e))? {
-                let entry = entry.map_err(|e| RepoError::io(&sub, e))?;
-                let name = entry.file_name().to_string_lossy().to_string();
-                if let Some(id) = name.strip_suffix(".pack").and_then(PackId::from_hex) {
-                    let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    out.push((id, len));
-                }
-            }
-        }
-        Ok(out)
+    /// Every stored pack with its size and when it was stored.
+    fn list_packs(&self) -> Result<Vec<(PackId, u64, Option<SystemTime>)>, RepoError> {
+        Ok(self
+            .store
+            .list("packs/")?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.rsplit('/').next()?;
+                let id = PackId::from_hex(name.strip_suffix(".pack")?)?;
+                Some((id, o.size, o.modified))
+            })
+            .collect())
     }
 
     /// Which packs the readable indexes reference, and which indexes could not be read
@@ -275,78 +423,107 @@ impl Repository {
         Ok(scan)
     }
 
-    /// Removes every pack not in `keep`, and leftovers in `tmp/`. The caller must hold
-    /// off new backups while this runs (see `engine::service`): a running backup's
-    /// finished packs are referenced by no index yet.
-    pub fn remove_packs_except(&self, keep: &HashSet<PackId>) -> Result<(u64, u64), RepoError> {
+    /// Removes every pack not in `keep`, except those a running backup may still name:
+    /// packs stored after the oldest running marker (less the clock skew). `finished`
+    /// says which backups the caller's catalog knows to have ended: their markers are
+    /// stale and removed. A marker the catalog does not know (another server's backup
+    /// on the same repository) counts as running until `STALE_MARKER` has passed.
+    /// Local leftovers under `tmp/` go too.
+    pub fn remove_packs_except(
+        &self,
+        keep: &HashSet<PackId>,
+        finished: &dyn Fn(&str) -> bool,
+    ) -> Result<(u64, u64), RepoError> {
+        let mut oldest_running: Option<SystemTime> = None;
+        let now = SystemTime::now();
+        for marker in self.store.list("running/")? {
+            let id = marker.key.trim_start_matches("running/").to_string();
+            let at = marker.modified.unwrap_or(now);
+            let abandoned = now.duration_since(at).is_ok_and(|age| age > STALE_MARKER);
+            if !finished(&id) && !abandoned {
+                oldest_running = Some(oldest_running.map_or(at, |t| t.min(at)));
+            } else {
+                fault!("repo.running.remove", |e| RepoError::io(
+                    self.describe(&marker.key),
+                    e
+                ));
+                self.store.delete(&marker.key)?;
+            }
+        }
+        let spare_after = oldest_running.map(|t| t.checked_sub(CLOCK_SKEW).unwrap_or(t));
         let (mut packs, mut bytes) = (0, 0);
-        for (id, len) in self.list_packs()? {
-            if !keep.contains(&id) {
-                let path = pack::pack_path(&self.root, &id);
-                fault!("repo.pack.remove", |e| RepoError::io(&path, e));
-                std::fs::remove_file(&path).map_err(|e| RepoError::io(&path, e))?;
+        for (id, len, modified) in self.list_packs()? {
+            let young = match (spare_after, modified) {
+                (Some(after), Some(at)) => at >= after,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if !keep.contains(&id) && !young {
+                let key = pack_key(&id);
+                fault!("repo.pack.remove", |e| RepoError::io(
+                    self.describe(&key),
+                    e
+                ));
+                self.store.delete(&key)?;
                 packs += 1;
                 bytes += len;
             }
         }
-        let tmp = self.root.join("tmp");
-        for entry in std::fs::read_dir(&tmp)
-            .map_err(|e| RepoError::io(&tmp, e))?
-            .flatten()
+        if let Some(local) = &self.local
+            && oldest_running.is_none()
         {
-            let path = entry.path();
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover temporary file");
-            }
+            local.clear_temporaries();
         }
         Ok((packs, bytes))
     }
 
-    /// Total bytes of the repository's files (packs, indexes, fingerprints).
+    /// Total bytes of the repository's objects (packs, indexes, fingerprints).
     pub fn stored_bytes(&self) -> Result<u64, RepoError> {
-        let mut total: u64 = self.list_packs()?.iter().map(|p| p.1).sum();
-        let dir = self.root.join("backups");
-        for entry in std::fs::read_dir(&dir)
-            .map_err(|e| RepoError::io(&dir, e))?
+        let packs: u64 = self.list_packs()?.iter().map(|p| p.1).sum();
+        let backups: u64 = self.store.list("backups/")?.iter().map(|o| o.size).sum();
+        Ok(packs + backups)
+    }
+
+    /// Copies every object this repository has and `to` lacks (packs, indexes,
+    /// fingerprints, volume manifests, the audit log), packs and fingerprints before
+    /// the indexes that name them, so the copy is consistent at every moment. Returns
+    /// (objects, bytes) copied.
+    pub fn copy_to(&self, to: &Repository) -> Result<(u64, u64), RepoError> {
+        let present: HashMap<String, u64> = ["packs/", "backups/", "volumes/"]
+            .iter()
+            .map(|p| to.store.list(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
             .flatten()
-        {
-            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            .map(|o| (o.key, o.size))
+            .collect();
+        let mut wanted = Vec::new();
+        for prefix in ["packs/", "backups/", "volumes/"] {
+            wanted.extend(self.store.list(prefix)?);
         }
-        Ok(total)
+        // Indexes last: each is the commit point of its backup.
+        wanted.sort_by_key(|o| o.key.ends_with(".index"));
+        let (mut objects, mut bytes) = (0, 0);
+        for object in wanted {
+            let is_manifest = object.key.starts_with("volumes/");
+            if !is_manifest && present.get(&object.key) == Some(&object.size) {
+                continue;
+            }
+            let body = self.store.get(&object.key)?;
+            fault!("repo.copy.put", |e| RepoError::io(
+                to.describe(&object.key),
+                e
+            ));
+            to.store.put(&object.key, &body)?;
+            objects += 1;
+            bytes += body.len() as u64;
+        }
+        let known: HashSet<String> = to.audit_lines()?.into_iter().collect();
+        for line in self.audit_lines()? {
+            if !known.contains(&line) {
+                to.append_audit(&line)?;
+            }
+        }
+        Ok((objects, bytes))
     }
-}
-
-/// temp file + fsync + rename + fsync(dir): readers see the old file or the new
-/// one, never a torn one, and after return it survives a crash.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{:016x}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        fault!("repo.atomic.create", |e| e);
-        let mut f = File::create(&tmp)?;
-        fault!("repo.atomic.write", |e| e);
-        f.write_all(bytes)?;
-        fault!("repo.atomic.fsync", |e| e);
-        f.sync_all()?;
-        fault!("repo.atomic.rename", |e| e);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(RepoError::io(path, e));
-    }
-    fsync_dir(dir)
-}
-
-pub fn fsync_dir(dir: &Path) -> Result<(), RepoError> {
-    fault!("repo.dir.fsync", |e| RepoError::io(dir, e));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| RepoError::io(dir, e))
 }

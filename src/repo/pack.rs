@@ -7,19 +7,13 @@
 //! frame*: "BDFR" codec:u8 0:u8*3 len:u32 stored_len:u32 frame_hash:32  (48 bytes)
 //!         stored bytes                         stored_len bytes
 //! ```
-//! A pack is assembled in memory, written under `tmp/`, fsynced and renamed into
-//! place before any index may name it, so an index never points at missing data. A
-//! pack never changes after the rename.
+//! A pack is assembled in memory and put whole, durably, before any index may name
+//! it, so an index never points at missing data. A pack never changes once put.
+//! Encoding and decoding here are pure: the repository does the I/O.
 
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-
+use super::RepoError;
 use super::codec::{Codec, MAX_FRAME_LEN};
 use super::hash::frame_hash;
-use super::{RepoError, fsync_dir};
-use crate::faults::fault;
 
 pub const PACK_MAGIC: &[u8; 8] = b"BDPACK01";
 pub const FRAME_MAGIC: &[u8; 4] = b"BDFR";
@@ -110,14 +104,14 @@ impl EncodedFrame {
     }
 }
 
-pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
+/// The pack's key in the repository: `packs/<first 2 hex>/<id>.pack`.
+pub fn pack_key(id: &PackId) -> String {
     let hex = id.to_hex();
-    root.join("packs")
-        .join(&hex[..2])
-        .join(format!("{hex}.pack"))
+    format!("packs/{}/{hex}.pack", &hex[..2])
 }
 
-/// Writes are aligned to this for O_DIRECT (the largest logical block size in use).
+/// Aligned for O_DIRECT (the largest logical block size in use): the local store
+/// writes a pack's buffer without copying it.
 const DIRECT_ALIGN: usize = 4096;
 /// A pack's bytes never exceed this: it is closed once past `PACK_TARGET_LEN`, and the
 /// frame that passes it is at most a header and `MAX_FRAME_LEN` (stored uncompressed
@@ -125,44 +119,40 @@ const DIRECT_ALIGN: usize = 4096;
 const PACK_CAPACITY: usize =
     PACK_TARGET_LEN as usize + FRAME_HEADER_LEN as usize + MAX_FRAME_LEN + DIRECT_ALIGN;
 
-/// One pack being assembled in memory; `finish` writes it under `tmp/`, makes it
-/// durable and renames it into `packs/`.
-///
-/// The pack is written once, whole, with O_DIRECT where the filesystem allows it:
-/// packs are never read back while a backup runs, and a buffered write costs the
-/// kernel a copy and its writeback about as much CPU as compressing the data
-/// (measured: ~2 s a GiB on a 2-core VM), besides evicting the page cache a restore
-/// or delta read could use.
-pub struct PackWriter {
+/// One pack being assembled in memory. Nothing touches the repository until the
+/// backup writer puts it whole (see `writer`): a pack never changes once stored.
+pub struct PackBuilder {
     id: PackId,
-    tmp_path: PathBuf,
-    final_path: PathBuf,
     /// Allocated once at `PACK_CAPACITY` plus the alignment and never grown, so
-    /// `buf[start..]` stays aligned for O_DIRECT.
+    /// `buf[start..]` stays aligned.
     buf: Vec<u8>,
     start: usize,
 }
 
-impl PackWriter {
-    pub fn create(root: &Path) -> Result<PackWriter, RepoError> {
-        let id = PackId::random();
-        let tmp_path = root.join("tmp").join(format!("{}.pack.tmp", id.to_hex()));
-        let final_path = pack_path(root, &id);
+impl PackBuilder {
+    pub fn new() -> PackBuilder {
         let mut buf: Vec<u8> = Vec::with_capacity(PACK_CAPACITY + DIRECT_ALIGN);
         let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
         buf.resize(start, 0);
         buf.extend_from_slice(PACK_MAGIC);
-        Ok(PackWriter {
-            id,
-            tmp_path,
-            final_path,
+        PackBuilder {
+            id: PackId::random(),
             buf,
             start,
-        })
+        }
+    }
+
+    pub fn id(&self) -> PackId {
+        self.id
     }
 
     pub fn len(&self) -> u64 {
         (self.buf.len() - self.start) as u64
+    }
+
+    /// The pack's bytes, from its magic.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
     pub fn append(&mut self, frame: &EncodedFrame) -> Result<FrameLocation, RepoError> {
@@ -190,96 +180,38 @@ impl PackWriter {
             hash: frame.hash,
         })
     }
-
-    /// Writes the pack, fsyncs it and renames it into `packs/`: after this returns the
-    /// pack survives a crash. On failure nothing is left under `tmp/`.
-    pub fn finish(mut self) -> Result<u64, RepoError> {
-        let len = self.len();
-        let outcome = self.write_durably(len);
-        if outcome.is_err() {
-            // Cleanup only: a leftover under tmp/ is removed by the next collection.
-            if let Err(e) = std::fs::remove_file(&self.tmp_path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %self.tmp_path.display(), error = %e, "cannot remove an unfinished pack");
-            }
-        }
-        outcome.map(|()| len)
-    }
-
-    fn write_durably(&mut self, len: u64) -> Result<(), RepoError> {
-        let tmp = self.tmp_path.clone();
-        let io = |e| RepoError::io(&tmp, e);
-        fault!("repo.pack.create", io);
-        let (mut file, direct) = create_for_direct_write(&tmp).map_err(io)?;
-        let padded = (len as usize).next_multiple_of(DIRECT_ALIGN);
-        self.buf.resize(self.start + padded, 0);
-        fault!("repo.pack.write", io);
-        if direct {
-            file.write_all(&self.buf[self.start..]).map_err(io)?;
-            // The tail was padded to the alignment; the pack ends where its data does.
-            file.set_len(len).map_err(io)?;
-        } else {
-            file.write_all(&self.buf[self.start..self.start + len as usize])
-                .map_err(io)?;
-        }
-        fault!("repo.pack.fsync", io);
-        file.sync_all().map_err(io)?;
-        drop(file);
-        let dir = self.final_path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| RepoError::io(dir, e))?;
-        fault!("repo.pack.rename", |e| RepoError::io(&self.final_path, e));
-        std::fs::rename(&tmp, &self.final_path).map_err(|e| RepoError::io(&self.final_path, e))?;
-        fsync_dir(dir)
-    }
-
-    /// Drops an unfinished pack (failed or cancelled backup): nothing is on disk yet.
-    pub fn abandon(self) {}
 }
 
-/// Creates `path` for writing with O_DIRECT, or buffered where the filesystem refuses
-/// it (tmpfs, some FUSE filesystems). Returns whether the file is direct.
-fn create_for_direct_write(path: &Path) -> std::io::Result<(File, bool)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    match options.clone().custom_flags(libc::O_DIRECT).open(path) {
-        Ok(file) => Ok((file, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((options.open(path)?, false)),
-        Err(e) => Err(e),
+impl Default for PackBuilder {
+    fn default() -> Self {
+        PackBuilder::new()
     }
 }
 
-/// Reads one frame, checks header against the index's location, decompresses and
-/// verifies blake3. Any mismatch is `Corrupt` naming the pack and offset.
-pub fn read_frame(root: &Path, loc: &FrameLocation) -> Result<Vec<u8>, RepoError> {
-    let object = loc.describe();
-    let path = pack_path(root, &loc.pack);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(RepoError::NotFound { object });
-        }
-        Err(e) => return Err(RepoError::io(&path, e)),
-    };
-    let total = FRAME_HEADER_LEN as usize + loc.stored_len as usize;
+/// Bytes to read for a frame: its header and stored data.
+pub fn frame_span(loc: &FrameLocation) -> std::ops::Range<u64> {
+    loc.offset..loc.offset + FRAME_HEADER_LEN + loc.stored_len as u64
+}
+
+/// Checks a frame's stored bytes (header and data, as `frame_span` reads them) against
+/// the index's location, decompresses and verifies blake3. Any mismatch is `Corrupt`
+/// naming `object` (the pack's key and the offset).
+pub fn decode_frame(buf: &[u8], loc: &FrameLocation, object: &str) -> Result<Vec<u8>, RepoError> {
     if loc.stored_len as usize > MAX_FRAME_LEN + 1024 {
         return Err(RepoError::corrupt(object, "stored length too large"));
     }
-    let mut buf = vec![0u8; total];
-    file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            RepoError::corrupt(&object, "pack is shorter than the index says")
-        } else {
-            RepoError::io(&path, e)
-        }
-    })?;
+    if buf.len() as u64 != FRAME_HEADER_LEN + loc.stored_len as u64 {
+        return Err(RepoError::corrupt(
+            object,
+            "pack is shorter than the index says",
+        ));
+    }
     let (header, data) = buf.split_at(FRAME_HEADER_LEN as usize);
     if &header[..4] != FRAME_MAGIC {
         return Err(RepoError::corrupt(object, "bad frame magic"));
     }
     let codec = Codec::from_byte(header[4])
-        .ok_or_else(|| RepoError::corrupt(&object, format!("unknown codec byte {}", header[4])))?;
+        .ok_or_else(|| RepoError::corrupt(object, format!("unknown codec byte {}", header[4])))?;
     let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
     let stored = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
     if stored != loc.stored_len {
@@ -294,7 +226,7 @@ pub fn read_frame(root: &Path, loc: &FrameLocation) -> Result<Vec<u8>, RepoError
             "frame hash differs from the index",
         ));
     }
-    let raw = codec.decompress(data, len, &object)?;
+    let raw = codec.decompress(data, len, object)?;
     if frame_hash(&raw) != loc.hash {
         return Err(RepoError::corrupt(object, "blake3 mismatch"));
     }
@@ -304,30 +236,32 @@ pub fn read_frame(root: &Path, loc: &FrameLocation) -> Result<Vec<u8>, RepoError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::Repository;
 
     #[test]
     fn frames_round_trip_and_a_flipped_byte_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::open_or_create(dir.path()).unwrap();
-        let mut w = PackWriter::create(repo.root()).unwrap();
+        let mut pack = PackBuilder::new();
         let raw: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
-        let loc = w
+        let loc = pack
             .append(&EncodedFrame::encode(&raw, Codec::Zstd).unwrap())
             .unwrap();
-        let loc2 = w
+        let loc2 = pack
             .append(&EncodedFrame::encode(&raw[..4096], Codec::Bz2).unwrap())
             .unwrap();
-        w.finish().unwrap();
-        assert_eq!(read_frame(repo.root(), &loc).unwrap(), raw);
-        assert_eq!(read_frame(repo.root(), &loc2).unwrap(), raw[..4096]);
-
-        let path = pack_path(repo.root(), &loc.pack);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[(loc.offset + FRAME_HEADER_LEN + 3) as usize] ^= 0x40;
-        std::fs::write(&path, bytes).unwrap();
-        let err = read_frame(repo.root(), &loc).unwrap_err().to_string();
-        assert!(err.contains(&loc.pack.to_hex()), "{err}");
+        let bytes = pack.bytes().to_vec();
+        let span = |l: &FrameLocation| {
+            let r = frame_span(l);
+            bytes[r.start as usize..r.end as usize].to_vec()
+        };
+        assert_eq!(decode_frame(&span(&loc), &loc, "p").unwrap(), raw);
+        assert_eq!(decode_frame(&span(&loc2), &loc2, "p").unwrap(), raw[..4096]);
+        let mut bad = span(&loc);
+        bad[FRAME_HEADER_LEN as usize + 3] ^= 0x40;
+        let err = decode_frame(&bad, &loc, "pack X@8")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pack X@8"), "{err}");
+        let short = &span(&loc)[..40];
+        assert!(decode_frame(short, &loc, "p").is_err());
     }
 
     #[test]
@@ -335,5 +269,6 @@ mod tests {
         let id = PackId::random();
         assert_eq!(PackId::from_hex(&id.to_hex()), Some(id));
         assert_eq!(PackId::from_hex("zz"), None);
+        assert!(pack_key(&id).starts_with(&format!("packs/{}/", &id.to_hex()[..2])));
     }
 }

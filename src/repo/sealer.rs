@@ -1,75 +1,62 @@
 //! Making full packs durable off the backup writer's thread.
 //!
-//! Sealing a pack (fsync, rename into `packs/`, fsync of the directory) waits for the
-//! disk: a few milliseconds for every 4 MiB. A writer that sealed each pack itself would
-//! stop taking frames for that long, its queue would fill and the cores compressing
-//! would idle. The sealer does it on its own thread while the writer goes on; the
-//! backup waits for it ([`PackSealer::wait`]) before it writes the index, so an index
-//! still never names a pack that is not durable.
+//! Storing a pack waits on the disk (fsync, rename, fsync of the directory: a few
+//! milliseconds for every 4 MiB) or on the network (an S3 PUT). A writer that stored
+//! each pack itself would stop taking frames for that long, its queue would fill and
+//! the cores compressing would idle. The sealer stores packs on its own threads, as
+//! many as the backend wants in flight, while the writer goes on; the backup waits
+//! for it ([`PackSealer::wait`]) before it writes the index, so an index still never
+//! names a pack that is not durable.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::RepoError;
-use super::pack::PackWriter;
+use super::pack::PackBuilder;
+use super::{RepoError, Repository};
 
-/// Full packs waiting for the disk at most: they are in the page cache already, so
-/// this bounds how far the writer runs ahead of durable, not memory.
+/// Full packs waiting for the backend at most: this bounds the memory a backup holds
+/// beyond its pieces in flight (8 × 4 MiB).
 const QUEUED_PACKS: usize = 8;
 
 pub struct PackSealer {
-    queue: Option<SyncSender<PackWriter>>,
-    thread: Option<JoinHandle<Result<(), RepoError>>>,
+    queue: Option<SyncSender<PackBuilder>>,
+    threads: Vec<JoinHandle<Result<(), RepoError>>>,
     failed: Arc<AtomicBool>,
 }
 
 impl PackSealer {
-    pub fn start() -> PackSealer {
-        let (queue, packs) = sync_channel::<PackWriter>(QUEUED_PACKS);
+    pub fn start(repo: &Repository) -> PackSealer {
+        let (queue, packs) = sync_channel::<PackBuilder>(QUEUED_PACKS);
+        let packs = Arc::new(Mutex::new(packs));
         let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
-        let thread = std::thread::Builder::new()
-            .name("pack-sealer".into())
-            .spawn(move || {
-                let mut outcome = Ok(());
-                for pack in packs {
-                    if outcome.is_ok() {
-                        outcome = pack.finish().map(drop);
-                        if outcome.is_err() {
-                            flag.store(true, Ordering::SeqCst);
-                        }
-                    } else {
-                        // After a failure the backup fails: the rest never reach packs/.
-                        pack.abandon();
-                    }
-                }
-                outcome
+        let threads = (0..repo.requests_in_flight().max(1))
+            .map(|i| {
+                let (repo, packs, failed) = (repo.clone(), packs.clone(), failed.clone());
+                std::thread::Builder::new()
+                    .name(format!("pack-sealer-{i}"))
+                    .spawn(move || store_packs(&repo, &packs, &failed))
+                    .expect("spawning a pack sealer thread")
             })
-            .expect("spawning the pack sealer thread");
+            .collect();
         PackSealer {
             queue: Some(queue),
-            thread: Some(thread),
+            threads,
             failed,
         }
     }
 
-    /// Queues a full pack to be made durable. An earlier pack's failure is returned
-    /// here as soon as it is known, so a backup on a failing disk stops early.
-    pub fn seal(&mut self, pack: PackWriter) -> Result<(), RepoError> {
+    /// Queues a full pack to be stored. An earlier pack's failure is returned here as
+    /// soon as it is known, so a backup on a failing disk or endpoint stops early.
+    pub fn seal(&mut self, pack: PackBuilder) -> Result<(), RepoError> {
         if self.failed.load(Ordering::SeqCst) {
-            pack.abandon();
             return self.join();
         }
         match self.queue.as_ref().map(|q| q.send(pack)) {
             Some(Ok(())) => Ok(()),
-            // The thread is gone (it panicked): join re-raises its panic here.
-            Some(Err(unsent)) => {
-                unsent.0.abandon();
-                self.join()
-            }
-            None => self.join(),
+            // Every thread is gone (a panic): join re-raises it here.
+            Some(Err(_)) | None => self.join(),
         }
     }
 
@@ -80,28 +67,59 @@ impl PackSealer {
 
     fn join(&mut self) -> Result<(), RepoError> {
         self.queue = None;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(outcome)) => outcome,
-            // A panic while sealing stays a panic, raised on the backup's own thread,
-            // where the job's panic handling already is.
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Ok(()),
+        let mut outcome = Ok(());
+        let mut panic = None;
+        for thread in self.threads.drain(..) {
+            match thread.join() {
+                Ok(Err(e)) if outcome.is_ok() => outcome = Err(e),
+                Ok(_) => {}
+                Err(p) => panic = Some(p),
+            }
+        }
+        // A panic while storing stays a panic, raised on the backup's own thread,
+        // where the job's panic handling already is.
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+        outcome
+    }
+}
+
+/// One sealer thread: stores packs until the queue closes. After any thread fails, the
+/// rest are dropped unstored: the backup fails and its packs are never named.
+fn store_packs(
+    repo: &Repository,
+    packs: &Mutex<Receiver<PackBuilder>>,
+    failed: &AtomicBool,
+) -> Result<(), RepoError> {
+    loop {
+        let next = match packs.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return Ok(()),
+        };
+        let Ok(pack) = next else { return Ok(()) };
+        if failed.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Err(e) = repo.put_pack(&pack) {
+            failed.store(true, Ordering::SeqCst);
+            return Err(e);
         }
     }
 }
 
 impl Drop for PackSealer {
-    /// A backup that fails elsewhere still waits for packs being sealed, so nothing
+    /// A backup that fails elsewhere still waits for packs being stored, so nothing
     /// writes into the repository after its job has ended.
     fn drop(&mut self) {
         self.queue = None;
-        // The backup is failing already and reports its own error; a seal failure
+        // The backup is failing already and reports its own error; a store failure
         // or panic behind it is only logged.
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             match thread.join() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "sealing a pack of a failed backup"),
-                Err(_) => tracing::error!("the pack sealer panicked during a failed backup"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "storing a pack of a failed backup"),
+                Err(_) => tracing::error!("a pack sealer panicked during a failed backup"),
             }
         }
     }
@@ -110,17 +128,17 @@ impl Drop for PackSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::pack::{EncodedFrame, read_frame};
+    use crate::repo::pack::EncodedFrame;
     use crate::repo::{Codec, Repository};
 
     #[test]
     fn sealed_packs_are_durable_and_readable_after_wait() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::open_or_create(dir.path()).unwrap();
-        let mut sealer = PackSealer::start();
+        let mut sealer = PackSealer::start(&repo);
         let mut locations = Vec::new();
         for i in 0..20u8 {
-            let mut pack = PackWriter::create(repo.root()).unwrap();
+            let mut pack = PackBuilder::new();
             let raw = vec![i; 8192];
             let loc = pack
                 .append(&EncodedFrame::encode(&raw, Codec::Zstd).unwrap())
@@ -130,9 +148,9 @@ mod tests {
         }
         sealer.wait().unwrap();
         for (loc, raw) in locations {
-            assert_eq!(read_frame(repo.root(), &loc).unwrap(), raw);
+            assert_eq!(repo.read_frame(&loc).unwrap(), raw);
         }
-        let left = std::fs::read_dir(repo.root().join("tmp")).unwrap().count();
+        let left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
         assert_eq!(left, 0, "nothing is left under tmp/");
     }
 
@@ -140,16 +158,15 @@ mod tests {
     fn a_failed_seal_is_reported_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::open_or_create(dir.path()).unwrap();
-        let mut sealer = PackSealer::start();
-        let pack = PackWriter::create(repo.root()).unwrap();
+        let mut sealer = PackSealer::start(&repo);
         // `packs/` becomes a file: no pack can be renamed into it.
-        let packs = repo.root().join("packs");
+        let packs = dir.path().join("packs");
         std::fs::remove_dir_all(&packs).unwrap();
         std::fs::write(&packs, b"in the way").unwrap();
-        sealer.seal(pack).unwrap();
+        sealer.seal(PackBuilder::new()).unwrap();
         let mut outcome = Ok(());
         for _ in 0..50 {
-            outcome = PackWriter::create(repo.root()).and_then(|p| sealer.seal(p));
+            outcome = sealer.seal(PackBuilder::new());
             if outcome.is_err() {
                 break;
             }
@@ -157,7 +174,7 @@ mod tests {
         }
         let outcome = outcome.and_then(|()| sealer.wait());
         assert!(outcome.is_err(), "the failure reaches the writer");
-        let left = std::fs::read_dir(repo.root().join("tmp")).unwrap().count();
+        let left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
         assert_eq!(left, 0, "no pack of the failed backup is left under tmp/");
     }
 }

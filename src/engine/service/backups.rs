@@ -83,7 +83,7 @@ impl Service {
                 .ok_or_else(|| Refusal::NoFullInChain {
                     volume: volume.id.clone(),
                 })?;
-            if !self.repo.has_index(&parent.id) {
+            if !self.repo.has_index(&parent.id)? {
                 return Err(Refusal::ParentMissing { parent: parent.id }.into());
             }
             Some(parent)
@@ -150,8 +150,19 @@ impl Service {
         let backup_id = record.id.clone();
         let (panic_backup, panic_volume) = (backup_id.clone(), volume_id.clone());
         let on_panic = move |svc: &Arc<Service>| {
-            if let Err(e) = svc.repo.remove_backup(&panic_backup) {
-                tracing::error!(backup = %panic_backup, error = %e, "cannot remove the failed backup's index");
+            // The repository call that panicked may panic again here: the record must
+            // still end as `error`.
+            let removed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                svc.repo.remove_backup(&panic_backup)
+            }));
+            match removed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(backup = %panic_backup, error = %e, "cannot remove the failed backup's index")
+                }
+                Err(_) => {
+                    tracing::error!(backup = %panic_backup, "removing the failed backup's index panicked")
+                }
             }
             svc.pending.set(
                 &svc.catalog,
@@ -393,7 +404,7 @@ impl Service {
         name: Option<&str>,
     ) -> Result<(BackupRecord, VolumeRecord), EngineError> {
         let mut backup = self.available_backup(caller, id)?;
-        if !self.repo.has_index(id) {
+        if !self.repo.has_index(id)? {
             return Err(Refusal::BackupNotInRepository { id: id.to_string() }.into());
         }
         let (mut target, fresh) = match volume {

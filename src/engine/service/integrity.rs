@@ -34,7 +34,7 @@ fn out_for_its_index(b: &BackupRecord) -> bool {
 
 /// Why a backup's index cannot be used, or `None` when it reads.
 fn index_problem(repo: &Repository, id: &str) -> Result<Option<String>, EngineError> {
-    if !repo.has_index(id) {
+    if !repo.has_index(id)? {
         return Ok(Some(INDEX_MISSING.to_string()));
     }
     match repo.read_index(id) {
@@ -122,19 +122,26 @@ pub(super) fn collect_packs(
             "garbage collection skipped: a damaged index's packs are unknown");
         return Ok((0, 0));
     }
-    let unaccounted: Vec<String> = catalog
-        .list_backups(None, None)?
-        .into_iter()
-        .filter(|b| {
-            (b.status == Status::Available || b.status == Status::Restoring || out_for_its_index(b))
-                && !repo.has_index(&b.id)
-        })
-        .map(|b| b.id)
-        .collect();
+    let backups = catalog.list_backups(None, None)?;
+    let mut unaccounted = Vec::new();
+    for b in &backups {
+        let counts =
+            b.status == Status::Available || b.status == Status::Restoring || out_for_its_index(b);
+        if counts && !repo.has_index(&b.id)? {
+            unaccounted.push(b.id.clone());
+        }
+    }
     if !unaccounted.is_empty() {
         tracing::warn!(backups = ?unaccounted,
             "garbage collection skipped: backups without an index may own packs");
         return Ok((0, 0));
     }
-    Ok(repo.remove_packs_except(&scan.referenced)?)
+    // Backups being written may name packs no index names yet (see `repo::writer`): the
+    // markers of those this catalog knows to have ended are stale.
+    let finished: HashSet<String> = backups
+        .into_iter()
+        .filter(|b| b.status != Status::Creating)
+        .map(|b| b.id)
+        .collect();
+    Ok(repo.remove_packs_except(&scan.referenced, &|id| finished.contains(id))?)
 }

@@ -25,8 +25,9 @@ use std::thread::JoinHandle;
 use super::{EngineError, InvalidRequest, JobControl, Refusal};
 use crate::catalog::AttachmentRecord;
 use crate::catalog::{Catalog, CatalogError, Status, VolumeRecord};
+use crate::repo::store::RepositoryLocation;
 use crate::repo::{
-    AttachmentManifest, ChainReader, Repository, TRACKING_BLOCK_SIZE, VolumeManifest,
+    AttachmentManifest, ChainReader, Repository, S3Settings, TRACKING_BLOCK_SIZE, VolumeManifest,
 };
 
 pub const MAX_VOLUME_SIZE: u64 = 256 << 40;
@@ -137,7 +138,12 @@ impl Service {
     /// Opens (creating if needed) the catalog and repository under `data_dir`,
     /// marks whatever was running when the last server stopped as interrupted and
     /// removes the packs such runs left behind.
-    pub fn open(data_dir: &Path, volume_roots: Vec<PathBuf>) -> Result<Arc<Service>, EngineError> {
+    pub fn open(
+        data_dir: &Path,
+        repository: &RepositoryLocation,
+        s3: &S3Settings,
+        volume_roots: Vec<PathBuf>,
+    ) -> Result<Arc<Service>, EngineError> {
         std::fs::create_dir_all(data_dir).map_err(|e| EngineError::io(data_dir.display(), e))?;
         let data_dir = data_dir
             .canonicalize()
@@ -147,7 +153,7 @@ impl Service {
         std::fs::create_dir_all(&volumes_dir)
             .map_err(|e| EngineError::io(volumes_dir.display(), e))?;
         let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
-        let repo = Repository::open_or_create(&data_dir.join("repository"))?;
+        let repo = Repository::open(repository, s3, true)?;
         let token_key = catalog.token_key()?;
         let interrupted: Vec<String> = catalog
             .list_backups(None, None)?
@@ -254,7 +260,13 @@ impl Service {
                 }));
                 if ran.is_err() {
                     tracing::error!(job = %key, "job panicked");
-                    on_panic(&svc);
+                    // Even a panic while recording the panic must not keep the job
+                    // listed as running: the restart marks its record interrupted.
+                    let recorded =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_panic(&svc)));
+                    if recorded.is_err() {
+                        tracing::error!(job = %key, "recording the job's panic panicked");
+                    }
                 }
                 lock(&svc.jobs).remove(&key);
             }

@@ -11,6 +11,24 @@ use crate::engine::{EngineError, InvalidRequest};
 use crate::identity::{ADMIN_PROJECT, Caller};
 use crate::repo::VolumeManifest;
 
+impl Service {
+    /// Whether `asked` names this server's repository: the same bucket and prefix, or
+    /// the same directory after resolving links.
+    fn is_own_repository(&self, asked: &str) -> bool {
+        let own = self.repo.location();
+        if asked.starts_with("s3://") || own.starts_with("s3://") {
+            return asked.trim_end_matches('/') == own.trim_end_matches('/');
+        }
+        match (
+            Path::new(asked).canonicalize(),
+            Path::new(&own).canonicalize(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RecoverReport {
     pub volumes: u64,
@@ -23,24 +41,11 @@ impl Service {
     /// project their manifests name (`admin` for manifests older than projects), and
     /// a project a manifest names that the catalog lacks is created.
     pub fn recover(&self, caller: &Caller, repository: &str) -> Result<RecoverReport, EngineError> {
-        let own = self
-            .repo
-            .root()
-            .canonicalize()
-            .map_err(|e| EngineError::io(self.repo.root().display(), e))?;
-        if !repository.is_empty() {
-            let asked =
-                Path::new(repository)
-                    .canonicalize()
-                    .map_err(|_| InvalidRequest::NoRepository {
-                        path: repository.to_string(),
-                    })?;
-            if asked != own {
-                return Err(InvalidRequest::NotOwnRepository {
-                    own: own.display().to_string(),
-                }
-                .into());
+        if !repository.is_empty() && !self.is_own_repository(repository) {
+            return Err(InvalidRequest::NotOwnRepository {
+                own: self.repo.location(),
             }
+            .into());
         }
         let mut report = RecoverReport::default();
         let mut indexes = Vec::new();
