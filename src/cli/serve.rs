@@ -64,15 +64,8 @@ pub struct ServeArgs {
     /// PEM CA bundle: require client certificates signed by it (mutual TLS).
     #[arg(long, env = "BLOCKDELTA_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
-    /// Where backups are kept: a directory or s3://BUCKET/PREFIX [default: DATA_DIR/repository].
-    #[arg(long, env = "BLOCKDELTA_REPOSITORY")]
-    repository: Option<String>,
-    /// S3 endpoint for an s3:// repository, e.g. http://127.0.0.1:8333 [default: AWS].
-    #[arg(long, env = "BLOCKDELTA_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// S3 region [default: us-east-1].
-    #[arg(long, env = "BLOCKDELTA_S3_REGION")]
-    s3_region: Option<String>,
+    #[command(flatten)]
+    repository: super::repository::RepositoryArgs,
     /// Serve gRPC without TLS on a non-loopback address (tokens cross the network in
     /// the clear): refused without this flag.
     #[arg(long)]
@@ -117,9 +110,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
             tls_client_ca: args.tls_client_ca,
-            repository: args.repository,
-            s3_endpoint: args.s3_endpoint,
-            s3_region: args.s3_region,
+            repository: args.repository.repository,
+            s3_endpoint: args.repository.s3_endpoint,
+            s3_region: args.repository.s3_region,
         },
     )?;
     let tls = server_tls(&config)?;

@@ -27,6 +27,8 @@ pub mod store;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -129,7 +131,7 @@ impl Repository {
                     repo.describe(MARKER_KEY),
                     e
                 ));
-                repo.store.put(MARKER_KEY, body.as_bytes())?;
+                repo.store.put(MARKER_KEY, Bytes::from(body))?;
             }
             Err(RepoError::NotFound { .. }) => {
                 return Err(RepoError::NotFound {
@@ -185,13 +187,13 @@ impl Repository {
 
     /// Writes a backup's index atomically: the moment the backup exists in the repository.
     pub(crate) fn write_index(&self, index: &BackupIndex) -> Result<u64, RepoError> {
-        let bytes = index.encode()?;
+        let bytes = Bytes::from(index.encode()?);
         let key = index_key(index.id());
         fault!("repo.index.write", |e| RepoError::io(
             self.describe(&key),
             e
         ));
-        self.store.put(&key, &bytes)?;
+        self.store.put(&key, bytes.clone())?;
         // Durable, yet reported as failed: the caller must still not call it available.
         fault!("repo.index.written", |e| RepoError::io(
             self.describe(&key),
@@ -205,20 +207,25 @@ impl Repository {
         backup_id: &str,
         fingerprints: &Fingerprints,
     ) -> Result<u64, RepoError> {
-        let bytes = fingerprints.encode();
+        let bytes = Bytes::from(fingerprints.encode());
         let key = fingerprints_key(backup_id);
         fault!("repo.fingerprints.write", |e| RepoError::io(
             self.describe(&key),
             e
         ));
-        self.store.put(&key, &bytes)?;
+        self.store.put(&key, bytes.clone())?;
         Ok(bytes.len() as u64)
     }
 
-    pub(crate) fn put_pack(&self, pack: &pack::PackBuilder) -> Result<(), RepoError> {
+    pub(crate) fn put_pack(&self, pack: pack::PackBuilder) -> Result<(), RepoError> {
         let key = pack_key(&pack.id());
         fault!("repo.pack.write", |e| RepoError::io(self.describe(&key), e));
-        self.store.put(&key, pack.bytes())
+        self.store.put(&key, pack.into_bytes())
+    }
+
+    /// Size at which the backend wants packs closed.
+    pub(crate) fn pack_target_len(&self) -> u64 {
+        self.store.pack_target_len()
     }
 
     pub(crate) fn put_running_marker(&self, backup_id: &str) -> Result<(), RepoError> {
@@ -227,7 +234,8 @@ impl Repository {
             self.describe(&key),
             e
         ));
-        self.store.put(&key, backup_id.as_bytes())
+        self.store
+            .put(&key, Bytes::copy_from_slice(backup_id.as_bytes()))
     }
 
     /// Best effort: a marker left behind only makes gc keep young packs until the next
@@ -353,7 +361,7 @@ impl Repository {
             self.describe(&key),
             e
         ));
-        self.store.put(&key, &body)
+        self.store.put(&key, Bytes::from(body))
     }
 
     /// Appends one line to the repository's audit log, durably, so the history
@@ -509,12 +517,12 @@ impl Repository {
             if !is_manifest && present.get(&object.key) == Some(&object.size) {
                 continue;
             }
-            let body = self.store.get(&object.key)?;
+            let body = Bytes::from(self.store.get(&object.key)?);
             fault!("repo.copy.put", |e| RepoError::io(
                 to.describe(&object.key),
                 e
             ));
-            to.store.put(&object.key, &body)?;
+            to.store.put(&object.key, body.clone())?;
             objects += 1;
             bytes += body.len() as u64;
         }

@@ -18,9 +18,10 @@ use super::hash::frame_hash;
 pub const PACK_MAGIC: &[u8; 8] = b"BDPACK01";
 pub const FRAME_MAGIC: &[u8; 4] = b"BDFR";
 pub const FRAME_HEADER_LEN: u64 = 48;
-/// Packs are closed once they pass this size: large enough for sequential I/O
-/// and few files, small enough that garbage collection frees space in useful steps.
-pub const PACK_TARGET_LEN: u64 = 4 << 20;
+/// Packs are closed once they pass their target size (the store's, see
+/// `ObjectStore::pack_target_len`): large enough for sequential I/O and few objects,
+/// small enough that garbage collection frees space in useful steps.
+pub const LOCAL_PACK_TARGET_LEN: u64 = 4 << 20;
 
 /// A pack's name: 16 random bytes, shown as 32 hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,33 +114,45 @@ pub fn pack_key(id: &PackId) -> String {
 /// Aligned for O_DIRECT (the largest logical block size in use): the local store
 /// writes a pack's buffer without copying it.
 const DIRECT_ALIGN: usize = 4096;
-/// A pack's bytes never exceed this: it is closed once past `PACK_TARGET_LEN`, and the
-/// frame that passes it is at most a header and `MAX_FRAME_LEN` (stored uncompressed
-/// when compressing does not help).
-const PACK_CAPACITY: usize =
-    PACK_TARGET_LEN as usize + FRAME_HEADER_LEN as usize + MAX_FRAME_LEN + DIRECT_ALIGN;
+/// A pack's bytes never exceed its target plus this: it is closed once past the target,
+/// and the frame that passes it is at most a header and `MAX_FRAME_LEN` (stored
+/// uncompressed when compressing does not help).
+const PACK_SLACK: usize = FRAME_HEADER_LEN as usize + MAX_FRAME_LEN + DIRECT_ALIGN;
 
 /// One pack being assembled in memory. Nothing touches the repository until the
 /// backup writer puts it whole (see `writer`): a pack never changes once stored.
 pub struct PackBuilder {
     id: PackId,
-    /// Allocated once at `PACK_CAPACITY` plus the alignment and never grown, so
-    /// `buf[start..]` stays aligned.
+    target_len: u64,
+    /// Allocated once at the target plus `PACK_SLACK` and the alignment and never
+    /// grown, so `buf[start..]` stays aligned.
     buf: Vec<u8>,
     start: usize,
 }
 
 impl PackBuilder {
-    pub fn new() -> PackBuilder {
-        let mut buf: Vec<u8> = Vec::with_capacity(PACK_CAPACITY + DIRECT_ALIGN);
+    /// A pack to be closed once it passes `target_len` bytes.
+    pub fn new(target_len: u64) -> PackBuilder {
+        let mut buf: Vec<u8> = Vec::with_capacity(target_len as usize + PACK_SLACK + DIRECT_ALIGN);
         let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
         buf.resize(start, 0);
         buf.extend_from_slice(PACK_MAGIC);
         PackBuilder {
             id: PackId::random(),
+            target_len,
             buf,
             start,
         }
+    }
+
+    /// Whether the pack has reached its target size and should be stored.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.target_len
+    }
+
+    /// The pack's bytes, from its magic, without a copy (still aligned).
+    pub fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from(self.buf).slice(self.start..)
     }
 
     pub fn id(&self) -> PackId {
@@ -151,6 +164,7 @@ impl PackBuilder {
     }
 
     /// The pack's bytes, from its magic.
+    #[cfg(test)]
     pub fn bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
@@ -158,8 +172,8 @@ impl PackBuilder {
     pub fn append(&mut self, frame: &EncodedFrame) -> Result<FrameLocation, RepoError> {
         let offset = self.len();
         let needed = FRAME_HEADER_LEN as usize + frame.data.len();
-        if self.buf.len() + needed > PACK_CAPACITY + self.start {
-            // A caller that appends past `PACK_TARGET_LEN` without closing the pack.
+        if self.buf.len() + needed > self.target_len as usize + PACK_SLACK + self.start {
+            // A caller that appends past the target without closing the pack.
             return Err(RepoError::corrupt(
                 "pack being written",
                 format!("frame of {needed} bytes does not fit"),
@@ -179,12 +193,6 @@ impl PackBuilder {
             stored_len: frame.data.len() as u32,
             hash: frame.hash,
         })
-    }
-}
-
-impl Default for PackBuilder {
-    fn default() -> Self {
-        PackBuilder::new()
     }
 }
 
@@ -239,7 +247,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_a_flipped_byte_is_named() {
-        let mut pack = PackBuilder::new();
+        let mut pack = PackBuilder::new(LOCAL_PACK_TARGET_LEN);
         let raw: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
         let loc = pack
             .append(&EncodedFrame::encode(&raw, Codec::Zstd).unwrap())

@@ -16,9 +16,10 @@ use std::thread::JoinHandle;
 use super::pack::PackBuilder;
 use super::{RepoError, Repository};
 
-/// Full packs waiting for the backend at most: this bounds the memory a backup holds
-/// beyond its pieces in flight (8 × 4 MiB).
-const QUEUED_PACKS: usize = 8;
+/// Bytes of full packs waiting for the backend at most (8 local packs, 2 S3 ones):
+/// with the packs being stored, this bounds the memory a backup holds beyond its
+/// pieces in flight.
+const QUEUED_BYTES: u64 = 32 << 20;
 
 pub struct PackSealer {
     queue: Option<SyncSender<PackBuilder>>,
@@ -28,7 +29,8 @@ pub struct PackSealer {
 
 impl PackSealer {
     pub fn start(repo: &Repository) -> PackSealer {
-        let (queue, packs) = sync_channel::<PackBuilder>(QUEUED_PACKS);
+        let queued = (QUEUED_BYTES / repo.pack_target_len()).max(1) as usize;
+        let (queue, packs) = sync_channel::<PackBuilder>(queued);
         let packs = Arc::new(Mutex::new(packs));
         let failed = Arc::new(AtomicBool::new(false));
         let threads = (0..repo.requests_in_flight().max(1))
@@ -101,7 +103,7 @@ fn store_packs(
         if failed.load(Ordering::SeqCst) {
             continue;
         }
-        if let Err(e) = repo.put_pack(&pack) {
+        if let Err(e) = repo.put_pack(pack) {
             failed.store(true, Ordering::SeqCst);
             return Err(e);
         }
@@ -138,7 +140,7 @@ mod tests {
         let mut sealer = PackSealer::start(&repo);
         let mut locations = Vec::new();
         for i in 0..20u8 {
-            let mut pack = PackBuilder::new();
+            let mut pack = PackBuilder::new(crate::repo::pack::LOCAL_PACK_TARGET_LEN);
             let raw = vec![i; 8192];
             let loc = pack
                 .append(&EncodedFrame::encode(&raw, Codec::Zstd).unwrap())
@@ -163,10 +165,12 @@ mod tests {
         let packs = dir.path().join("packs");
         std::fs::remove_dir_all(&packs).unwrap();
         std::fs::write(&packs, b"in the way").unwrap();
-        sealer.seal(PackBuilder::new()).unwrap();
+        sealer
+            .seal(PackBuilder::new(crate::repo::pack::LOCAL_PACK_TARGET_LEN))
+            .unwrap();
         let mut outcome = Ok(());
         for _ in 0..50 {
-            outcome = sealer.seal(PackBuilder::new());
+            outcome = sealer.seal(PackBuilder::new(crate::repo::pack::LOCAL_PACK_TARGET_LEN));
             if outcome.is_err() {
                 break;
             }

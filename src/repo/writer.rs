@@ -1,7 +1,7 @@
 //! A backup's one way into the repository: frames go in, an index comes out.
 //!
 //! The writer owns everything about where the bytes go: packs and their rollover at
-//! `PACK_TARGET_LEN`, storing full packs in parallel (`sealer`), size accounting, the
+//! the store's target size, storing full packs in parallel (`sealer`), size accounting, the
 //! fingerprints object and the index commit. The engine only appends frames and
 //! commits, so it works the same on a local directory and on a bucket.
 //!
@@ -12,7 +12,7 @@
 
 use roaring::RoaringTreemap;
 
-use super::pack::{EncodedFrame, FRAME_HEADER_LEN, PACK_TARGET_LEN, PackBuilder};
+use super::pack::{EncodedFrame, FRAME_HEADER_LEN, PackBuilder};
 use super::sealer::PackSealer;
 use super::{BackupIndex, BackupManifest, Extent, Fingerprints, RepoError, Repository};
 
@@ -56,7 +56,8 @@ impl BackupWriter {
         blocks: u32,
         frame: &EncodedFrame,
     ) -> Result<(), RepoError> {
-        let pack = self.pack.get_or_insert_with(PackBuilder::new);
+        let target = self.repo.pack_target_len();
+        let pack = self.pack.get_or_insert_with(|| PackBuilder::new(target));
         let frame_location = pack.append(frame)?;
         self.frame_bytes += FRAME_HEADER_LEN + frame.data.len() as u64;
         self.extents.push(Extent {
@@ -64,7 +65,7 @@ impl BackupWriter {
             blocks,
             frame: frame_location,
         });
-        if pack.len() >= PACK_TARGET_LEN
+        if pack.is_full()
             && let Some(full) = self.pack.take()
         {
             self.sealer()?.seal(full)?;

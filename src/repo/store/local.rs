@@ -67,13 +67,13 @@ impl LocalStore {
 }
 
 impl ObjectStore for LocalStore {
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), RepoError> {
+    fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), RepoError> {
         let path = self.path(key);
         let tmp = self
             .root
             .join("tmp")
             .join(format!("{:016x}.tmp", rand::random::<u64>()));
-        if let Err(e) = self.put_via(&tmp, &path, bytes) {
+        if let Err(e) = self.put_via(&tmp, &path, &bytes) {
             // Cleanup only: a leftover under tmp/ is removed by the next collection.
             let _ = std::fs::remove_file(&tmp);
             return Err(RepoError::io(&path, e));
@@ -176,6 +176,10 @@ impl ObjectStore for LocalStore {
     fn coalesce_gap(&self) -> u64 {
         64 << 10
     }
+
+    fn pack_target_len(&self) -> u64 {
+        crate::repo::pack::LOCAL_PACK_TARGET_LEN
+    }
 }
 
 fn not_found_or_io(path: &Path, e: std::io::Error) -> RepoError {
@@ -245,12 +249,15 @@ mod tests {
         // Large and aligned: the O_DIRECT path with a buffered tail.
         let mut backing = vec![0u8; (3 << 20) + 2 * DIRECT_ALIGN];
         let at = backing.as_ptr().align_offset(DIRECT_ALIGN);
-        let big = &mut backing[at..at + (3 << 20) + 100];
-        big.iter_mut()
+        backing[at..]
+            .iter_mut()
             .enumerate()
             .for_each(|(i, b)| *b = (i % 251) as u8);
-        store.put("packs/ab/x.pack", big).unwrap();
-        store.put("backups/b.index", b"small").unwrap();
+        let big = bytes::Bytes::from(backing).slice(at..at + (3 << 20) + 100);
+        store.put("packs/ab/x.pack", big.clone()).unwrap();
+        store
+            .put("backups/b.index", bytes::Bytes::from_static(b"small"))
+            .unwrap();
         assert_eq!(store.get("packs/ab/x.pack").unwrap(), big.to_vec());
         assert_eq!(
             store.get_range("packs/ab/x.pack", 10..20).unwrap(),

@@ -35,7 +35,7 @@ pub struct ObjectInfo {
 
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Stores `bytes` under `key`, atomically and durably (see the module comment).
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), RepoError>;
+    fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), RepoError>;
 
     /// The whole object; `NotFound` naming it when it is absent.
     fn get(&self, key: &str) -> Result<Vec<u8>, RepoError>;
@@ -67,6 +67,11 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// local disk (its fsyncs queue anyway; reads are sized by the cores), several for
     /// object storage, where each request waits on the network.
     fn requests_in_flight(&self) -> usize;
+
+    /// Size at which a backup closes a pack: 4 MiB on a local disk (garbage collection
+    /// frees space in small steps), 16 MiB on object storage, as restic's default, where
+    /// every object costs a request and the store's own metadata.
+    fn pack_target_len(&self) -> u64;
 
     /// Bytes worth fetching in one read when several frames of a pack are wanted: reads
     /// on a local disk are cheap, each S3 request costs a round trip.
