@@ -95,8 +95,6 @@ pub enum InvalidRequest {
         backup: String,
         backup_size: u64,
     },
-    #[error("no repository at {path}")]
-    NoRepository { path: String },
     #[error("this server's repository is {own}; recover reads only that one")]
     NotOwnRepository { own: String },
     #[error(

@@ -273,19 +273,10 @@ impl Repository {
 
     /// One frame, verified: a ranged read of its pack.
     pub fn read_frame(&self, loc: &FrameLocation) -> Result<Vec<u8>, RepoError> {
-        let key = pack_key(&loc.pack);
-        let object = format!("{} ({})", loc.describe(), self.describe(&key));
-        let bytes = self
-            .store
-            .get_range(&key, frame_span(loc))
-            .map_err(|e| match e {
-                RepoError::NotFound { .. } => RepoError::NotFound {
-                    object: object.clone(),
-                },
-                RepoError::Corrupt { reason, .. } => RepoError::corrupt(&object, reason),
-                other => other,
-            })?;
-        decode_frame(&bytes, loc, &object)
+        let mut frames = self.read_frames(std::slice::from_ref(loc))?;
+        frames
+            .pop()
+            .ok_or_else(|| RepoError::corrupt(loc.describe(), "no frame read"))
     }
 
     /// Frames of one pack, fetched with one read of the span from the first to the last

@@ -72,7 +72,18 @@ pub struct S3Store {
     location: S3Location,
     endpoint: String,
     client: Arc<AmazonS3>,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for S3Store {
+    /// The last repository handle may go inside the server's own runtime: dropping a
+    /// runtime there would panic, shutting it down in the background does not.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for S3Store {
@@ -152,7 +163,7 @@ impl S3Store {
             location: location.clone(),
             endpoint,
             client: Arc::new(client),
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
@@ -183,9 +194,12 @@ impl S3Store {
         call: impl std::future::Future<Output = T> + Send + 'static,
     ) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(call.await);
-        });
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(async move {
+                // The caller may have gone (its job panicked): nobody to tell.
+                let _ = tx.send(call.await);
+            });
+        }
         rx.recv().expect("the S3 client runtime dropped a call")
     }
 
