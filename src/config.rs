@@ -21,6 +21,10 @@
 //! s3_region = "us-east-1"
 //! s3_access_key_id = "…"        # or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
 //! s3_secret_access_key = "…"
+//! catalog = "postgres://blockdelta@db:5432/blockdelta"   # default "sqlite": DATA_DIR/catalog.sqlite
+//! node_name = "backup-1"    # default: the host name; unique among nodes sharing a catalog
+//! lease_seconds = 30        # a dead node's jobs are failed by the others after this long
+//! gc_clock_skew_seconds = 300   # gc spares packs this much older than a running backup
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -72,6 +76,14 @@ pub struct Config {
     /// S3 credentials; unset, `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` are used.
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// `sqlite` (embedded, one server) or `postgres://…` (shared by a cluster's nodes).
+    pub catalog: String,
+    /// This node's name in the cluster; `None`: the host name.
+    pub node_name: Option<String>,
+    /// How long a node's jobs outlive its last heartbeat.
+    pub lease_seconds: u64,
+    /// How far apart the clocks of nodes and object store may be.
+    pub gc_clock_skew_seconds: u64,
 }
 
 impl Default for Config {
@@ -95,6 +107,10 @@ impl Default for Config {
             s3_region: None,
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            catalog: "sqlite".into(),
+            node_name: None,
+            lease_seconds: crate::engine::DEFAULT_LEASE.as_secs(),
+            gc_clock_skew_seconds: crate::repo::CLOCK_SKEW.as_secs(),
         }
     }
 }
@@ -118,6 +134,10 @@ pub struct Overrides {
     pub repository: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
+    pub catalog: Option<String>,
+    pub node_name: Option<String>,
+    pub lease_seconds: Option<u64>,
+    pub gc_clock_skew_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +216,20 @@ impl Config {
         if let Some(r) = overrides.s3_region {
             config.s3_region = Some(r);
         }
+        if let Some(c) = overrides.catalog {
+            config.catalog = c;
+        }
+        if let Some(n) = overrides.node_name {
+            config.node_name = Some(n);
+        }
+        if let Some(l) = overrides.lease_seconds {
+            config.lease_seconds = l;
+        }
+        if let Some(k) = overrides.gc_clock_skew_seconds {
+            config.gc_clock_skew_seconds = k;
+        }
         config.repository_location()?;
+        config.cluster()?;
         match (&config.tls_cert, &config.tls_key, &config.tls_client_ca) {
             (Some(_), Some(_), _) | (None, None, None) => {}
             (None, None, Some(_)) => {
@@ -253,6 +286,29 @@ impl Config {
             None => Ok(RepositoryLocation::Local(self.data_dir.join("repository"))),
             Some(text) => RepositoryLocation::parse(text).map_err(ConfigError::Invalid),
         }
+    }
+
+    /// The catalog, this node's name and its lease.
+    pub fn cluster(&self) -> Result<crate::engine::ClusterSettings, ConfigError> {
+        let catalog =
+            crate::catalog::CatalogLocation::parse(&self.catalog).map_err(ConfigError::Invalid)?;
+        let node_name = self
+            .node_name
+            .clone()
+            .unwrap_or_else(crate::engine::default_node_name);
+        crate::engine::check_node_name(&node_name).map_err(ConfigError::Invalid)?;
+        if !(1..=3600).contains(&self.lease_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "lease_seconds {} must be from 1 to 3600",
+                self.lease_seconds
+            )));
+        }
+        Ok(crate::engine::ClusterSettings {
+            catalog,
+            node_name,
+            lease: std::time::Duration::from_secs(self.lease_seconds),
+            clock_skew: std::time::Duration::from_secs(self.gc_clock_skew_seconds),
+        })
     }
 
     /// How to reach an `s3://` repository (credentials included; never printed).
@@ -327,6 +383,7 @@ mod tests {
             s3_region: Some(String::new()),
             s3_access_key_id: Some(String::new()),
             s3_secret_access_key: Some(String::new()),
+            node_name: Some(String::new()),
             ..Config::default()
         })
         .unwrap();

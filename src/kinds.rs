@@ -119,6 +119,24 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// What a job claimed on a volume does (one job per volume, across every node).
+    JobKind {
+        #[default]
+        Backup = "backup",
+        Restore = "restore",
+    }
+}
+
+string_enum! {
+    /// Whether a node of the cluster is heartbeating (`service list`).
+    NodeState {
+        #[default]
+        Up = "up",
+        Down = "down",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,9 @@ enum Command {
     },
     /// Remove repository packs that no backup references.
     Gc,
+    /// The nodes sharing this catalog (cinder's `volume service list`).
+    #[command(subcommand)]
+    Service(cli::cluster::ServiceCommand),
     /// Projects (admins create and delete them).
     #[command(subcommand)]
     Project(cli::identity::ProjectCommand),
@@ -183,10 +186,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         client_key: cli.client_key,
     };
     let credentials = cli::Credentials::new(cli.token, cli.acting_for.clone())?;
-    let channel = cli::connect(&cli.server, &tls, credentials).await?;
+    let channel = cli::connect(&cli.server, &tls, credentials.clone()).await?;
     match command {
         Command::Serve(args) => cli::serve::serve(args).await,
-        Command::Volume(cmd) => cli::volumes::run(channel, cmd, cli.json).await,
+        Command::Volume(cmd) => {
+            let channel = match cmd.node() {
+                Some(node) => {
+                    cli::cluster::channel_to_node(channel, node, &tls, credentials).await?
+                }
+                None => channel,
+            };
+            cli::volumes::run(channel, cmd, cli.json).await
+        }
+        Command::Service(cmd) => cli::cluster::run(channel, cmd, cli.json).await,
         Command::Backup(cmd) => cli::backups::run(channel, cmd, cli.json).await,
         Command::ChangedBlocks(args) => cli::changed::run(channel, args, cli.json).await,
         Command::Audit { id } => cli::volumes::audit(channel, id).await,

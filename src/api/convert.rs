@@ -51,9 +51,12 @@ pub fn volume(api: &Api, v: VolumeRecord) -> pb::Volume {
 }
 
 pub fn attachment(api: &Api, a: AttachmentRecord, sessions: u32) -> pb::Attachment {
+    let (portal, state) = api.exports.placement(&a);
     pb::Attachment {
+        node: a.node,
+        state: state.as_str().to_string(),
         volume_id: a.volume_id,
-        portal: api.exports.portal().to_string(),
+        portal,
         target_iqn: a.target_name,
         lun: 0,
         block_size: a.block_size,

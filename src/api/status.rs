@@ -152,13 +152,15 @@ fn export_code(e: &ExportError) -> Code {
         ExportError::Catalog(e) => catalog_code(e),
         ExportError::TargetNameInvalid(_)
         | ExportError::BlockSize(_)
-        | ExportError::InvalidInitiator(_) => Code::InvalidArgument,
+        | ExportError::InvalidInitiator(_)
+        | ExportError::UnknownNode(_) => Code::InvalidArgument,
         ExportError::TargetNameExported(_)
         | ExportError::AlreadyAttached { .. }
         | ExportError::NotAttached(_)
         | ExportError::NotAttachable { .. }
         | ExportError::SessionsActive { .. }
         | ExportError::Attached { .. }
+        | ExportError::OnOtherNode { .. }
         | ExportError::Open { .. } => Code::FailedPrecondition,
     }
 }
@@ -171,9 +173,11 @@ fn catalog_code(e: &CatalogError) -> Code {
         CatalogError::QuotaExceeded(_) => Code::ResourceExhausted,
         e if e.is_disk_full() => Code::ResourceExhausted,
         CatalogError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
-        CatalogError::Sqlite(_) | CatalogError::Io { .. } | CatalogError::Corrupt(_) => {
-            Code::Internal
-        }
+        CatalogError::Unavailable(_) => Code::Unavailable,
+        CatalogError::Sqlite(_)
+        | CatalogError::Postgres { .. }
+        | CatalogError::Io { .. }
+        | CatalogError::Corrupt(_) => Code::Internal,
     }
 }
 

@@ -127,6 +127,7 @@ impl VolumeService for VolumeApi {
                 &who,
                 &r.volume,
                 &AttachRequest {
+                    node: r.node,
                     initiator: r.initiator,
                     chap: r.chap,
                     block_size: r.block_size,
@@ -150,6 +151,33 @@ impl VolumeService for VolumeApi {
                 volume: Some(convert::volume(api, v)),
                 sessions_ended,
             })
+        })
+        .await
+    }
+
+    async fn list_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        caller(&req)?;
+        blocking(&self.api, move |api| {
+            let jobs = api.svc.jobs_by_node()?;
+            let services = api
+                .svc
+                .list_nodes()?
+                .into_iter()
+                .map(|n| pb::Service {
+                    jobs: jobs.get(&n.record.name).copied().unwrap_or(0),
+                    name: n.record.name,
+                    grpc_address: n.record.grpc_address,
+                    iscsi_address: n.record.iscsi_address,
+                    version: n.record.version,
+                    state: n.state.to_string(),
+                    heartbeat_at: n.heartbeat_at,
+                    started_at: n.record.started_at,
+                })
+                .collect();
+            Ok(pb::ListServicesResponse { services })
         })
         .await
     }

@@ -3,11 +3,11 @@
 //! credentials, so initiators reconnect as they do after any target restart.
 
 use crate::faults::fault;
-use rusqlite::{OptionalExtension, Row, params};
 
+use super::db::Row;
 use super::{Catalog, CatalogError, Status};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AttachmentRecord {
     pub volume_id: String,
     pub target_name: String,
@@ -19,82 +19,124 @@ pub struct AttachmentRecord {
     pub block_size: u32,
     pub read_only: bool,
     pub attached_at: String,
+    /// The node whose target serves it (empty: a catalog from before nodes, served by
+    /// whichever node starts on it).
+    pub node: String,
 }
 
-const COLUMNS: &str =
-    "volume_id, target_name, initiator, chap_user, chap_secret, block_size, read_only, attached_at";
+const COLUMNS: &str = "volume_id, target_name, initiator, chap_user, chap_secret, block_size, read_only, \
+     attached_at, node";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<AttachmentRecord> {
+fn from_row(r: &Row) -> Result<AttachmentRecord, CatalogError> {
     Ok(AttachmentRecord {
         volume_id: r.get(0)?,
         target_name: r.get(1)?,
         initiator: r.get(2)?,
         chap_user: r.get(3)?,
         chap_secret: r.get(4)?,
-        block_size: r.get::<_, i64>(5)? as u32,
+        block_size: r.get(5)?,
         read_only: r.get(6)?,
         attached_at: r.get(7)?,
+        node: r.get(8)?,
     })
 }
 
 impl Catalog {
-    /// Records an attachment and marks the volume `in-use`, in one transaction.
-    pub fn insert_attachment(&self, a: &AttachmentRecord) -> Result<(), CatalogError> {
+    /// Records an attachment and marks the volume `in-use`, in one transaction. An
+    /// attachment its node lost (`replacing`: that node is down) is replaced.
+    pub fn insert_attachment(
+        &self,
+        a: &AttachmentRecord,
+        replacing: Option<&AttachmentRecord>,
+    ) -> Result<(), CatalogError> {
         fault!("catalog.insert_attachment", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            &format!("INSERT INTO attachments ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-            params![
-                a.volume_id,
-                a.target_name,
-                a.initiator,
-                a.chap_user,
-                a.chap_secret,
-                a.block_size as i64,
-                a.read_only,
-                a.attached_at
-            ],
-        )?;
-        tx.execute(
-            "UPDATE volumes SET status = ?2 WHERE id = ?1",
-            params![a.volume_id, Status::InUse],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|s| {
+            if let Some(old) = replacing {
+                s.execute(
+                    "DELETE FROM attachments WHERE volume_id = ?1 AND node = ?2",
+                    &[&old.volume_id, &old.node],
+                )?;
+            }
+            s.execute(
+                &format!(
+                    "INSERT INTO attachments ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                &[
+                    &a.volume_id,
+                    &a.target_name,
+                    &a.initiator,
+                    &a.chap_user,
+                    &a.chap_secret,
+                    &a.block_size,
+                    &a.read_only,
+                    &a.attached_at,
+                    &a.node,
+                ],
+            )?;
+            s.execute(
+                "UPDATE volumes SET status = ?2 WHERE id = ?1",
+                &[&a.volume_id, &Status::InUse],
+            )?;
+            Ok(())
+        })
     }
 
     /// Removes an attachment and marks the volume `available` again.
     pub fn delete_attachment(&self, volume_id: &str) -> Result<(), CatalogError> {
         fault!("catalog.delete_attachment", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM attachments WHERE volume_id = ?1", [volume_id])?;
-        tx.execute(
-            "UPDATE volumes SET status = ?2 WHERE id = ?1 AND status = ?3",
-            params![volume_id, Status::Available, Status::InUse],
-        )?;
-        tx.commit()?;
+        self.write(|s| {
+            s.execute(
+                "DELETE FROM attachments WHERE volume_id = ?1",
+                &[&volume_id],
+            )?;
+            s.execute(
+                "UPDATE volumes SET status = ?2 WHERE id = ?1 AND status = ?3",
+                &[&volume_id, &Status::Available, &Status::InUse],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Gives the attachments of a catalog from before nodes to `node`.
+    pub fn adopt_attachments(&self, node: &str) -> Result<(), CatalogError> {
+        fault!("catalog.adopt_attachments", CatalogError::disk_full);
+        self.read(|s| s.execute("UPDATE attachments SET node = ?1 WHERE node = ''", &[&node]))?;
+        Ok(())
+    }
+
+    /// Gives every attachment to `node`: the one server of an embedded catalog.
+    pub fn claim_all_attachments(&self, node: &str) -> Result<(), CatalogError> {
+        fault!("catalog.claim_all_attachments", CatalogError::disk_full);
+        self.read(|s| s.execute("UPDATE attachments SET node = ?1", &[&node]))?;
         Ok(())
     }
 
     pub fn attachment(&self, volume_id: &str) -> Result<Option<AttachmentRecord>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.read(|s| {
+            s.query_opt(
                 &format!("SELECT {COLUMNS} FROM attachments WHERE volume_id = ?1"),
-                [volume_id],
-                from_row,
+                &[&volume_id],
             )
-            .optional()?)
+        })?
+        .map(|r| from_row(&r))
+        .transpose()
     }
 
-    pub fn list_attachments(&self) -> Result<Vec<AttachmentRecord>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM attachments ORDER BY attached_at"
-        ))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    /// Every attachment, or those one node serves.
+    pub fn list_attachments(
+        &self,
+        node: Option<&str>,
+    ) -> Result<Vec<AttachmentRecord>, CatalogError> {
+        self.read(|s| {
+            s.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM attachments WHERE ?1 IS NULL OR node = ?1 ORDER BY attached_at"
+                ),
+                &[&node],
+            )
+        })?
+        .iter()
+        .map(from_row)
+        .collect()
     }
 }

@@ -1,7 +1,5 @@
 //! The audit log: one JSON object per action, per project.
 
-use rusqlite::params;
-
 use super::{Catalog, CatalogError};
 use crate::faults::fault;
 
@@ -14,26 +12,27 @@ impl Catalog {
         event: &serde_json::Value,
     ) -> Result<(), CatalogError> {
         fault!("catalog.audit_at", CatalogError::disk_full);
-        self.conn().execute(
-            "INSERT INTO audit (at, event, project) VALUES (?1, ?2, ?3)",
-            params![at, event.to_string(), project],
-        )?;
+        self.read(|s| {
+            s.execute(
+                "INSERT INTO audit (at, event, project) VALUES (?1, ?2, ?3)",
+                &[&at, &event.to_string(), &project],
+            )
+        })?;
         Ok(())
     }
 
     /// The audit log of the projects `scope` admits as JSON lines, oldest first.
     pub fn audit_lines(&self, scope: Option<&str>) -> Result<Vec<String>, CatalogError> {
-        let conn = self.conn();
         // By time: recover appends older history after what a rebuilt catalog has.
-        let mut stmt = conn.prepare(
-            "SELECT at, event FROM audit WHERE ?1 IS NULL OR project = ?1 ORDER BY at, seq",
-        )?;
-        let rows = stmt.query_map([scope], |r| {
-            let at: String = r.get(0)?;
-            let event: String = r.get(1)?;
-            Ok(audit_line(&at, &event))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|s| {
+            s.query(
+                "SELECT at, event FROM audit WHERE ?1 IS NULL OR project = ?1 ORDER BY at, seq",
+                &[&scope],
+            )
+        })?
+        .iter()
+        .map(|r| Ok(audit_line(&r.get::<String>(0)?, &r.get::<String>(1)?)))
+        .collect()
     }
 }
 

@@ -1,7 +1,6 @@
 //! Backup records: insert (with its quota), get, list, chains, status, completion, delete.
 
-use rusqlite::{OptionalExtension, Row, params};
-
+use super::db::Row;
 use super::{BackupKind, Catalog, CatalogError, Quota, Status, quotas};
 use crate::faults::fault;
 use crate::identity::quota::Ask;
@@ -46,31 +45,31 @@ impl Catalog {
     /// recorded as `error` already), in one transaction.
     pub fn insert_backup(&self, b: &BackupRecord, quota: Quota) -> Result<(), CatalogError> {
         fault!("catalog.insert_backup", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if quota == Quota::Reserve && b.status != Status::Error {
-            quotas::reserve_on(
-                &tx,
-                &b.project,
-                Ask {
-                    count: QuotaResource::Backups,
-                    size: Some((QuotaResource::BackupGigabytes, b.size)),
-                },
+        self.write(|s| {
+            if quota == Quota::Reserve && b.status != Status::Error {
+                quotas::reserve_on(
+                    s,
+                    &b.project,
+                    Ask {
+                        count: QuotaResource::Backups,
+                        size: Some((QuotaResource::BackupGigabytes, b.size)),
+                    },
+                )?;
+            }
+            s.execute(
+                &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                &[
+                    &b.id, &b.volume_id, &b.name, &b.kind, &b.parent_id, &b.chain_id, &b.status,
+                    &b.size, &b.compression, &b.changed_blocks, &b.allocated_blocks,
+                    &b.stored_bytes, &b.content_hash, &b.error, &b.created_at, &b.completed_at,
+                    &b.project,
+                ],
             )?;
-        }
-        tx.execute(
-            &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
-            params![
-                b.id, b.volume_id, b.name, b.kind, b.parent_id, b.chain_id, b.status, b.size as i64,
-                b.compression, b.changed_blocks as i64, b.allocated_blocks as i64, b.stored_bytes as i64,
-                b.content_hash, b.error, b.created_at, b.completed_at, b.project
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
-    fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
+    fn backup_from_row(r: &Row) -> Result<BackupRecord, CatalogError> {
         Ok(BackupRecord {
             id: r.get(0)?,
             volume_id: r.get(1)?,
@@ -79,11 +78,11 @@ impl Catalog {
             parent_id: r.get(4)?,
             chain_id: r.get(5)?,
             status: r.get(6)?,
-            size: r.get::<_, i64>(7)? as u64,
+            size: r.get(7)?,
             compression: r.get(8)?,
-            changed_blocks: r.get::<_, i64>(9)? as u64,
-            allocated_blocks: r.get::<_, i64>(10)? as u64,
-            stored_bytes: r.get::<_, i64>(11)? as u64,
+            changed_blocks: r.get(9)?,
+            allocated_blocks: r.get(10)?,
+            stored_bytes: r.get(11)?,
             content_hash: r.get(12)?,
             error: r.get(13)?,
             created_at: r.get(14)?,
@@ -94,17 +93,18 @@ impl Catalog {
 
     /// A backup of a project `scope` admits (`None`: any).
     pub fn get_backup(&self, id: &str, scope: Option<&str>) -> Result<BackupRecord, CatalogError> {
-        self.conn()
-            .query_row(
+        self.read(|s| {
+            s.query_opt(
                 &format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1 AND (?2 IS NULL OR project = ?2)"),
-                params![id, scope],
-                Self::backup_from_row,
+                &[&id, &scope],
             )
-            .optional()?
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "backup",
-                id: id.to_string(),
-            })
+        })?
+        .map(|r| Self::backup_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| CatalogError::NotFound {
+            kind: "backup",
+            id: id.to_string(),
+        })
     }
 
     /// Backups oldest first, optionally of one volume, of the projects `scope` admits.
@@ -113,21 +113,31 @@ impl Catalog {
         volume_id: Option<&str>,
         scope: Option<&str>,
     ) -> Result<Vec<BackupRecord>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {BACKUP_COLUMNS} FROM backups WHERE (?1 IS NULL OR volume_id = ?1)
-             AND (?2 IS NULL OR project = ?2) ORDER BY seq"
-        ))?;
-        let rows = stmt.query_map(params![volume_id, scope], Self::backup_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|s| {
+            s.query(
+                &format!(
+                    "SELECT {BACKUP_COLUMNS} FROM backups WHERE (?1 IS NULL OR volume_id = ?1)
+                     AND (?2 IS NULL OR project = ?2) ORDER BY seq"
+                ),
+                &[&volume_id, &scope],
+            )
+        })?
+        .iter()
+        .map(Self::backup_from_row)
+        .collect()
     }
 
     /// Backups whose parent is `id` (whatever their status).
     pub fn children(&self, id: &str) -> Result<Vec<String>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id FROM backups WHERE parent_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|s| {
+            s.query(
+                "SELECT id FROM backups WHERE parent_id = ?1 ORDER BY seq",
+                &[&id],
+            )
+        })?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
     }
 
     /// The parent for a new incremental: the newest available backup of the chain
@@ -136,26 +146,26 @@ impl Catalog {
         &self,
         volume_id: &str,
     ) -> Result<Option<BackupRecord>, CatalogError> {
-        let conn = self.conn();
-        let chain: Option<String> = conn
-            .query_row(
-                "SELECT chain_id FROM backups WHERE volume_id = ?1 AND kind = 'full' AND status IN ('available', 'restoring')
-                 ORDER BY seq DESC LIMIT 1",
-                [volume_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(chain) = chain else { return Ok(None) };
-        Ok(conn
-            .query_row(
+        self.read(|s| {
+            let chain: Option<String> = s
+                .query_opt(
+                    "SELECT chain_id FROM backups WHERE volume_id = ?1 AND kind = 'full' AND status IN ('available', 'restoring')
+                     ORDER BY seq DESC LIMIT 1",
+                    &[&volume_id],
+                )?
+                .map(|r| r.get(0))
+                .transpose()?;
+            let Some(chain) = chain else { return Ok(None) };
+            s.query_opt(
                 &format!(
                     "SELECT {BACKUP_COLUMNS} FROM backups WHERE chain_id = ?1 AND status IN ('available', 'restoring')
                      ORDER BY seq DESC LIMIT 1"
                 ),
-                [chain],
-                Self::backup_from_row,
-            )
-            .optional()?)
+                &[&chain],
+            )?
+            .map(|r| Self::backup_from_row(&r))
+            .transpose()
+        })
     }
 
     pub fn set_backup_status(
@@ -165,36 +175,44 @@ impl Catalog {
         error: &str,
     ) -> Result<(), CatalogError> {
         fault!("catalog.set_backup_status", CatalogError::disk_full);
-        self.conn().execute(
-            "UPDATE backups SET status = ?2, error = ?3 WHERE id = ?1",
-            params![id, status, error],
-        )?;
+        self.read(|s| {
+            s.execute(
+                "UPDATE backups SET status = ?2, error = ?3 WHERE id = ?1",
+                &[&id, &status, &error],
+            )
+        })?;
         Ok(())
     }
 
-    /// Records a finished backup: one statement, after the repository index is durable.
-    pub fn complete_backup(&self, b: &BackupRecord) -> Result<(), CatalogError> {
+    /// Records a finished backup: one statement, after the repository index is durable,
+    /// and only while `node` still holds its job. `Ok(false)`: another node took the job
+    /// over (this one lost its lease) and the backup is not this node's to finish.
+    pub fn complete_backup(&self, b: &BackupRecord, node: &str) -> Result<bool, CatalogError> {
         fault!("catalog.complete_backup", CatalogError::disk_full);
-        self.conn().execute(
-            "UPDATE backups SET status = ?2, error = '', changed_blocks = ?3, allocated_blocks = ?4,
-             stored_bytes = ?5, content_hash = ?6, completed_at = ?7 WHERE id = ?1",
-            params![
-                b.id,
-                Status::Available,
-                b.changed_blocks as i64,
-                b.allocated_blocks as i64,
-                b.stored_bytes as i64,
-                b.content_hash,
-                b.completed_at
-            ],
-        )?;
-        Ok(())
+        let n = self.read(|s| {
+            s.execute(
+                "UPDATE backups SET status = ?2, error = '', changed_blocks = ?3, allocated_blocks = ?4,
+                 stored_bytes = ?5, content_hash = ?6, completed_at = ?7
+                 WHERE id = ?1 AND status = 'creating'
+                   AND EXISTS (SELECT 1 FROM jobs WHERE subject = ?1 AND node = ?8)",
+                &[
+                    &b.id,
+                    &Status::Available,
+                    &b.changed_blocks,
+                    &b.allocated_blocks,
+                    &b.stored_bytes,
+                    &b.content_hash,
+                    &b.completed_at,
+                    &node,
+                ],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     pub fn delete_backup(&self, id: &str) -> Result<(), CatalogError> {
         fault!("catalog.delete_backup", CatalogError::disk_full);
-        self.conn()
-            .execute("DELETE FROM backups WHERE id = ?1", [id])?;
+        self.read(|s| s.execute("DELETE FROM backups WHERE id = ?1", &[&id]))?;
         Ok(())
     }
 }
@@ -247,7 +265,7 @@ mod tests {
             .unwrap();
         assert_eq!(cat.incremental_parent("vol-1").unwrap().unwrap().id, "b");
         assert_eq!(cat.children("a").unwrap(), vec!["b".to_string()]);
-        cat.mark_interrupted().unwrap();
+        cat.mark_interrupted("node-a").unwrap();
         let d = cat.get_backup("d", None).unwrap();
         assert_eq!(
             (d.status.as_str(), d.error.as_str()),

@@ -4,7 +4,6 @@
 //! rebuilds from the repository) does not bring it back.
 
 use crate::faults::fault;
-use rusqlite::{OptionalExtension, params};
 
 use super::{Catalog, CatalogError, Quota, VolumeRecord, insert_volume_row};
 
@@ -28,55 +27,57 @@ impl Catalog {
         quota: Quota,
     ) -> Result<(), CatalogError> {
         fault!("catalog.insert_delta_volume", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if quota == Quota::Reserve {
-            super::quotas::reserve_on(&tx, &volume.project, super::volume_ask(volume))?;
-        }
-        insert_volume_row(&tx, volume)?;
-        tx.execute(
-            "INSERT INTO delta_sources (volume_id, first_backup_id, second_backup_id, change_block_size,
-             changed_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                source.volume_id,
-                source.first_backup_id,
-                source.second_backup_id,
-                source.change_block_size as i64,
-                source.changed_bytes as i64
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|s| {
+            if quota == Quota::Reserve {
+                super::quotas::reserve_on(s, &volume.project, super::volume_ask(volume))?;
+            }
+            insert_volume_row(s, volume)?;
+            s.execute(
+                "INSERT INTO delta_sources (volume_id, first_backup_id, second_backup_id, change_block_size,
+                 changed_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                &[
+                    &source.volume_id,
+                    &source.first_backup_id,
+                    &source.second_backup_id,
+                    &source.change_block_size,
+                    &source.changed_bytes,
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn delta_source(&self, volume_id: &str) -> Result<Option<DeltaSourceRecord>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.read(|s| {
+            s.query_opt(
                 "SELECT volume_id, first_backup_id, second_backup_id, change_block_size, changed_bytes
                  FROM delta_sources WHERE volume_id = ?1",
-                [volume_id],
-                |r| {
-                    Ok(DeltaSourceRecord {
-                        volume_id: r.get(0)?,
-                        first_backup_id: r.get(1)?,
-                        second_backup_id: r.get(2)?,
-                        change_block_size: r.get::<_, i64>(3)? as u64,
-                        changed_bytes: r.get::<_, i64>(4)? as u64,
-                    })
-                },
+                &[&volume_id],
             )
-            .optional()?)
+        })?
+        .map(|r| {
+            Ok(DeltaSourceRecord {
+                volume_id: r.get(0)?,
+                first_backup_id: r.get(1)?,
+                second_backup_id: r.get(2)?,
+                change_block_size: r.get(3)?,
+                changed_bytes: r.get(4)?,
+            })
+        })
+        .transpose()
     }
 
     /// Delta volumes made from `backup_id` (as first or second backup).
     pub fn delta_volumes_of_backup(&self, backup_id: &str) -> Result<Vec<String>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT volume_id FROM delta_sources WHERE first_backup_id = ?1 OR second_backup_id = ?1
-             ORDER BY volume_id",
-        )?;
-        let rows = stmt.query_map([backup_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|s| {
+            s.query(
+                "SELECT volume_id FROM delta_sources WHERE first_backup_id = ?1 OR second_backup_id = ?1
+                 ORDER BY volume_id",
+                &[&backup_id],
+            )
+        })?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
     }
 }

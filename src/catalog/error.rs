@@ -4,6 +4,11 @@
 pub enum CatalogError {
     #[error("catalog database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("catalog database: {code}: {message}")]
+    Postgres { code: String, message: String },
+    /// The catalog cannot be reached (a PostgreSQL server down or not answering).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("{kind} named {name:?} already exists")]

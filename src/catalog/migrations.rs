@@ -1,10 +1,13 @@
-//! The catalog's schema history, applied in order at open (`PRAGMA user_version` counts
-//! what has run). Version 0 is the schema of the first release; a data dir made by any
-//! earlier version upgrades here without a manual step.
+//! The catalog's schema history, applied in order at open. SQLite counts what has run in
+//! `PRAGMA user_version`; version 0 is the schema of the first release, and a data dir
+//! made by any earlier version upgrades here without a manual step. PostgreSQL (new with
+//! clusters) starts at the schema SQLite reached by version 1, counted in
+//! `schema_version`; later versions are one text both databases run.
 
 use rusqlite::Connection;
 
 use super::CatalogError;
+use super::db::Session;
 
 /// The first release's tables (what a data dir without a user_version holds).
 const V0: &str = "
@@ -64,17 +67,102 @@ ALTER TABLE audit ADD COLUMN project TEXT NOT NULL DEFAULT 'admin';
 CREATE INDEX audit_project ON audit(project);
 ";
 
-const MIGRATIONS: &[&str] = &[V0, V1];
+/// Nodes, the jobs they hold with a lease, and which node serves an attachment
+/// (DESIGN.md §11). Both databases.
+const V2: &str = "
+CREATE TABLE nodes (
+    name TEXT PRIMARY KEY, grpc_address TEXT NOT NULL, iscsi_address TEXT NOT NULL,
+    version TEXT NOT NULL, started_at TEXT NOT NULL, heartbeat_ms BIGINT NOT NULL);
+CREATE TABLE jobs (
+    volume_id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, node TEXT NOT NULL,
+    lease_until_ms BIGINT NOT NULL, started_at TEXT NOT NULL);
+CREATE INDEX jobs_node ON jobs(node);
+ALTER TABLE attachments ADD COLUMN node TEXT NOT NULL DEFAULT '';
+";
+
+const MIGRATIONS: &[&str] = &[V0, V1, V2];
+
+/// PostgreSQL's first version: SQLite's tables as of version 1, in PostgreSQL's types.
+const PG_V1: &str = "
+CREATE TABLE volumes (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    path TEXT NOT NULL, size BIGINT NOT NULL, status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, UNIQUE (project, name));
+CREATE TABLE backups (
+    seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, volume_id TEXT NOT NULL,
+    name TEXT NOT NULL, kind TEXT NOT NULL, parent_id TEXT, chain_id TEXT NOT NULL,
+    status TEXT NOT NULL, size BIGINT NOT NULL, compression TEXT NOT NULL,
+    changed_blocks BIGINT NOT NULL DEFAULT 0, allocated_blocks BIGINT NOT NULL DEFAULT 0,
+    stored_bytes BIGINT NOT NULL DEFAULT 0, content_hash TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, completed_at TEXT NOT NULL DEFAULT '',
+    project TEXT NOT NULL DEFAULT 'admin');
+CREATE INDEX backups_volume ON backups(volume_id);
+CREATE INDEX backups_parent ON backups(parent_id);
+CREATE INDEX backups_project ON backups(project);
+CREATE TABLE audit (
+    seq BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL,
+    project TEXT NOT NULL DEFAULT 'admin');
+CREATE INDEX audit_project ON audit(project);
+CREATE TABLE delta_sources (
+    volume_id TEXT PRIMARY KEY, first_backup_id TEXT NOT NULL, second_backup_id TEXT NOT NULL,
+    change_block_size BIGINT NOT NULL, changed_bytes BIGINT NOT NULL);
+CREATE INDEX delta_sources_first ON delta_sources(first_backup_id);
+CREATE INDEX delta_sources_second ON delta_sources(second_backup_id);
+CREATE TABLE attachments (
+    volume_id TEXT PRIMARY KEY, target_name TEXT NOT NULL UNIQUE, initiator TEXT NOT NULL,
+    chap_user TEXT NOT NULL, chap_secret TEXT NOT NULL, block_size BIGINT NOT NULL,
+    read_only BIGINT NOT NULL, attached_at TEXT NOT NULL);
+CREATE TABLE projects (
+    name TEXT PRIMARY KEY, delta_enabled BIGINT, created_at TEXT NOT NULL);
+INSERT INTO projects (name, delta_enabled, created_at)
+    VALUES ('admin', NULL, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'));
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
+    last_used_at TEXT NOT NULL DEFAULT '', revoked_at TEXT NOT NULL DEFAULT '');
+CREATE TABLE quotas (
+    project TEXT NOT NULL, resource TEXT NOT NULL, hard_limit BIGINT NOT NULL,
+    PRIMARY KEY (project, resource));
+CREATE TABLE settings (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+";
+
+const PG_MIGRATIONS: &[&str] = &[PG_V1, V2];
+
+/// Runs, inside the writers' transaction (one node at a time), every PostgreSQL migration
+/// the database has not had; all or none, since PostgreSQL's DDL is transactional.
+pub fn migrate_postgres(s: &mut dyn Session) -> Result<(), CatalogError> {
+    s.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+    let done: Option<i64> = s
+        .query_opt("SELECT MAX(version) FROM schema_version", &[])?
+        .map(|r| r.get::<Option<i64>>(0))
+        .transpose()?
+        .flatten();
+    let done = done.unwrap_or(0) as usize;
+    if done > PG_MIGRATIONS.len() {
+        return Err(newer(done, PG_MIGRATIONS.len()));
+    }
+    for (i, sql) in PG_MIGRATIONS.iter().enumerate().skip(done) {
+        s.batch(sql)?;
+        s.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            &[&((i + 1) as i64)],
+        )?;
+    }
+    Ok(())
+}
+
+fn newer(done: usize, known: usize) -> CatalogError {
+    CatalogError::Corrupt(format!(
+        "catalog schema version {done} is newer than this server's {known}: upgrade the server"
+    ))
+}
 
 /// Runs every migration the database has not had, each in its own transaction with its
 /// version bump, so a crash leaves it at one version or the next.
-pub fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
+pub fn migrate_sqlite(conn: &mut Connection) -> Result<(), CatalogError> {
     let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if done as usize > MIGRATIONS.len() {
-        return Err(CatalogError::Corrupt(format!(
-            "catalog schema version {done} is newer than this server's {}: upgrade the server",
-            MIGRATIONS.len()
-        )));
+        return Err(newer(done as usize, MIGRATIONS.len()));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         let tx = conn.transaction()?;
@@ -105,8 +193,8 @@ mod tests {
             .unwrap();
         }
         let mut conn = Connection::open(&path).unwrap();
-        migrate(&mut conn).unwrap();
-        migrate(&mut conn).unwrap();
+        migrate_sqlite(&mut conn).unwrap();
+        migrate_sqlite(&mut conn).unwrap();
         let project: String = conn
             .query_row("SELECT project FROM volumes WHERE id = 'vol-1'", [], |r| {
                 r.get(0)

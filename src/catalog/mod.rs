@@ -1,4 +1,5 @@
-//! The catalog: volumes, backups, projects, tokens, quotas and the audit log in SQLite. It holds what the
+//! The catalog: volumes, backups, projects, tokens, quotas, nodes, jobs and the audit log,
+//! in SQLite (embedded) or PostgreSQL (shared by a cluster's nodes; see [`db`]). It holds what the
 //! service says about things (names, status, progress, errors); the bytes and
 //! the truth about what a backup contains live in the repository, from which
 //! `recover` can rebuild this database.
@@ -11,18 +12,20 @@
 pub mod attachments;
 mod audit;
 mod backups;
+pub mod db;
 pub mod deltas;
 pub mod error;
 pub mod identity;
+mod jobs;
 mod migrations;
+mod nodes;
 mod quotas;
 mod volumes;
 
 use crate::faults::fault;
 use std::path::Path;
-use std::sync::Mutex;
 
-use rusqlite::{Connection, params};
+use db::{Dialect, Session};
 
 pub use attachments::AttachmentRecord;
 pub use audit::audit_line;
@@ -30,59 +33,109 @@ pub use backups::{BackupRecord, well_formed_backup_id};
 pub use deltas::DeltaSourceRecord;
 pub use error::CatalogError;
 pub use identity::{ProjectRecord, TokenRecord};
+pub use jobs::{Claim, JobRecord};
+pub use nodes::NodeRecord;
 pub use volumes::VolumeRecord;
 pub(crate) use volumes::{insert_volume_row, volume_ask};
 
 pub use crate::kinds::{BackupKind, Status, VolumeKind};
 
-/// The one place the kinds and states meet their column text.
-macro_rules! text_column {
-    ($($t:ty),+) => {$(
-        impl rusqlite::types::ToSql for $t {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.as_str().into())
-            }
-        }
-
-        impl rusqlite::types::FromSql for $t {
-            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-                let text = v.as_str()?;
-                <$t>::parse(text).ok_or_else(|| {
-                    rusqlite::types::FromSqlError::Other(
-                        format!("unknown {} {text:?}", stringify!($t)).into(),
-                    )
-                })
-            }
-        }
-    )+};
+/// Where the catalog lives: the config key `catalog`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogLocation {
+    /// `sqlite` (the default): `catalog.sqlite` in the data directory, one server.
+    Sqlite,
+    /// `postgres://…`: shared by every node of a cluster.
+    Postgres(String),
 }
-text_column!(BackupKind, Status, VolumeKind, Role, QuotaResource);
-use crate::kinds::{QuotaResource, Role};
+
+impl CatalogLocation {
+    pub fn parse(text: &str) -> Result<CatalogLocation, String> {
+        if text.is_empty() || text == "sqlite" {
+            Ok(CatalogLocation::Sqlite)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(CatalogLocation::Postgres(text.to_string()))
+        } else {
+            Err(format!(
+                "catalog {text:?}: expected \"sqlite\" or a postgres://user@host:port/dbname URL"
+            ))
+        }
+    }
+}
+
+enum Backend {
+    Sqlite(db::sqlite::SqliteDb),
+    Postgres(db::postgres::PostgresDb),
+}
 
 pub struct Catalog {
-    conn: Mutex<Connection>,
+    db: Backend,
 }
 
 impl Catalog {
+    /// The embedded catalog at `path`.
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        migrations::migrate(&mut conn)?;
         Ok(Catalog {
-            conn: Mutex::new(conn),
+            db: Backend::Sqlite(db::sqlite::SqliteDb::open(path)?),
         })
     }
 
-    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        crate::sync::lock(&self.conn)
+    /// The catalog `location` names; `data_dir` holds the embedded one.
+    pub fn open_at(location: &CatalogLocation, data_dir: &Path) -> Result<Catalog, CatalogError> {
+        match location {
+            CatalogLocation::Sqlite => Catalog::open(&data_dir.join("catalog.sqlite")),
+            CatalogLocation::Postgres(url) => Ok(Catalog {
+                db: Backend::Postgres(db::postgres::PostgresDb::open(url)?),
+            }),
+        }
+    }
+
+    /// Whether several servers may share it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, Backend::Postgres(_))
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.db {
+            Backend::Sqlite(_) => "sqlite".to_string(),
+            Backend::Postgres(pg) => pg.location().to_string(),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.db {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Statements each on its own (reads, and writes that are one statement).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let started = std::time::Instant::now();
+        let out = match &self.db {
+            Backend::Sqlite(db) => db.read(f),
+            Backend::Postgres(db) => db.read(f),
+        };
+        timing::record(started);
+        out
+    }
+
+    /// Statements in one transaction, one writer at a time (across nodes, too).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Session) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let started = std::time::Instant::now();
+        let out = match &self.db {
+            Backend::Sqlite(db) => db.write(f),
+            Backend::Postgres(db) => db.write(f),
+        };
+        timing::record(started);
+        out
     }
 
     /// Starts a restore in one transaction, so no failure (or panic) between two writes can
@@ -95,43 +148,39 @@ impl Catalog {
         backup_id: &str,
     ) -> Result<(), CatalogError> {
         fault!("catalog.begin_restore", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if fresh {
-            quotas::reserve_on(&tx, &volume.project, volume_ask(volume))?;
-            insert_volume_row(&tx, volume)?;
-        } else {
-            tx.execute(
-                "UPDATE volumes SET status = ?2, error = '' WHERE id = ?1",
-                params![volume.id, Status::Restoring],
+        self.write(|s| {
+            if fresh {
+                quotas::reserve_on(s, &volume.project, volume_ask(volume))?;
+                insert_volume_row(s, volume)?;
+            } else {
+                s.execute(
+                    "UPDATE volumes SET status = ?2, error = '' WHERE id = ?1",
+                    &[&volume.id, &Status::Restoring],
+                )?;
+            }
+            s.execute(
+                "UPDATE backups SET status = ?2, error = '' WHERE id = ?1",
+                &[&backup_id, &Status::Restoring],
             )?;
-        }
-        tx.execute(
-            "UPDATE backups SET status = ?2, error = '' WHERE id = ?1",
-            params![backup_id, Status::Restoring],
-        )?;
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
+    }
+}
+
+/// Time spent in catalog calls by this process, for the benchmark's share of a backup's
+/// time (`catalog_seconds` in the server's log at each backup's end).
+pub mod timing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static NANOS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn record(started: std::time::Instant) {
+        NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// After a restart nothing is running: whatever was in flight ended then.
-    /// Returns how many records were changed.
-    pub fn mark_interrupted(&self) -> Result<usize, CatalogError> {
-        fault!("catalog.mark_interrupted", CatalogError::disk_full);
-        let conn = self.conn();
-        let mut n = conn.execute(
-            "UPDATE backups SET status = 'error', error = 'interrupted' WHERE status IN ('creating', 'deleting')",
-            [],
-        )?;
-        n += conn.execute(
-            "UPDATE backups SET status = 'available' WHERE status = 'restoring'",
-            [],
-        )?;
-        n += conn.execute(
-            "UPDATE volumes SET status = 'error', error = 'interrupted' WHERE status IN ('creating', 'restoring')",
-            [],
-        )?;
-        Ok(n)
+    /// Nanoseconds spent in catalog calls since the process started.
+    pub fn total_nanos() -> u64 {
+        NANOS.load(Ordering::Relaxed)
     }
 }
 

@@ -3,73 +3,64 @@
 //! a failed backup (status `error`) or a deleted record gives its share back by
 //! existing no more, and two requests cannot both take the last unit.
 
-use rusqlite::{Connection, params};
-
+use super::db::Session;
 use super::{Catalog, CatalogError};
 use crate::faults::fault;
 use crate::identity::QuotaResource;
 use crate::identity::quota::{self, Ask, Limits, Usage};
 
 /// The project's limits: its own rows over the defaults.
-pub(crate) fn limits_on(conn: &Connection, project: &str) -> Result<Limits, CatalogError> {
+pub(crate) fn limits_on(s: &mut dyn Session, project: &str) -> Result<Limits, CatalogError> {
     let mut limits = Limits::default();
-    let mut stmt = conn.prepare("SELECT resource, hard_limit FROM quotas WHERE project = ?1")?;
-    let rows = stmt.query_map([project], |r| {
-        Ok((r.get::<_, QuotaResource>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (resource, limit) = row?;
-        limits.set(resource, limit);
+    for r in s.query(
+        "SELECT resource, hard_limit FROM quotas WHERE project = ?1",
+        &[&project],
+    )? {
+        limits.set(r.get::<QuotaResource>(0)?, r.get::<i64>(1)?);
     }
     Ok(limits)
 }
 
-pub(crate) fn usage_on(conn: &Connection, project: &str) -> Result<Usage, CatalogError> {
-    let (volumes, volume_bytes, delta_volumes) = conn.query_row(
-        "SELECT COALESCE(SUM(kind != 'delta'), 0), COALESCE(SUM(CASE WHEN kind != 'delta' THEN size END), 0),
-                COALESCE(SUM(kind = 'delta'), 0)
+pub(crate) fn usage_on(s: &mut dyn Session, project: &str) -> Result<Usage, CatalogError> {
+    let v = s.query_one(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN kind != 'delta' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN kind != 'delta' THEN size ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN kind = 'delta' THEN 1 ELSE 0 END), 0) AS BIGINT)
          FROM volumes WHERE project = ?1",
-        [project],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+        &[&project],
     )?;
-    let (backups, backup_bytes, stored_bytes) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_bytes), 0)
+    let b = s.query_one(
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT),
+                CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT)
          FROM backups WHERE project = ?1 AND status != 'error'",
-        [project],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        },
+        &[&project],
     )?;
     Ok(Usage {
-        volumes: volumes as u64,
-        volume_bytes: volume_bytes as u64,
-        backups: backups as u64,
-        backup_bytes: backup_bytes as u64,
-        delta_volumes: delta_volumes as u64,
-        stored_bytes: stored_bytes as u64,
+        volumes: v.get(0)?,
+        volume_bytes: v.get(1)?,
+        backups: b.get(0)?,
+        backup_bytes: b.get(1)?,
+        delta_volumes: v.get(2)?,
+        stored_bytes: b.get(2)?,
     })
 }
 
 /// Refuses `ask` when it would take `project` over a limit; call inside the transaction
 /// that then inserts the record.
-pub(crate) fn reserve_on(conn: &Connection, project: &str, ask: Ask) -> Result<(), CatalogError> {
-    let limits = limits_on(conn, project)?;
-    let usage = usage_on(conn, project)?;
+pub(crate) fn reserve_on(s: &mut dyn Session, project: &str, ask: Ask) -> Result<(), CatalogError> {
+    let limits = limits_on(s, project)?;
+    let usage = usage_on(s, project)?;
     quota::check(project, &limits, &usage, ask)?;
     Ok(())
 }
 
 impl Catalog {
     pub fn quota_limits(&self, project: &str) -> Result<Limits, CatalogError> {
-        limits_on(&self.conn(), project)
+        self.read(|s| limits_on(s, project))
     }
 
     pub fn quota_usage(&self, project: &str) -> Result<Usage, CatalogError> {
-        usage_on(&self.conn(), project)
+        self.read(|s| usage_on(s, project))
     }
 
     /// Sets some of a project's limits in one transaction.
@@ -79,16 +70,15 @@ impl Catalog {
         limits: &[(QuotaResource, i64)],
     ) -> Result<(), CatalogError> {
         fault!("catalog.set_quota", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (resource, limit) in limits {
-            tx.execute(
-                "INSERT INTO quotas (project, resource, hard_limit) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (project, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
-                params![project, resource, limit],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|s| {
+            for (resource, limit) in limits {
+                s.execute(
+                    "INSERT INTO quotas (project, resource, hard_limit) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (project, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
+                    &[&project, resource, limit],
+                )?;
+            }
+            Ok(())
+        })
     }
 }

@@ -1,8 +1,7 @@
 //! Volume records: insert (with its quota), find by id or name within a project, list,
 //! status, delete.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
+use super::db::{Row, Session};
 use super::{Catalog, CatalogError, Quota, Status, VolumeKind, quotas};
 use crate::faults::fault;
 use crate::identity::quota::Ask;
@@ -29,23 +28,21 @@ impl Catalog {
     /// transaction.
     pub fn insert_volume(&self, v: &VolumeRecord, quota: Quota) -> Result<(), CatalogError> {
         fault!("catalog.insert_volume", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if quota == Quota::Reserve {
-            quotas::reserve_on(&tx, &v.project, volume_ask(v))?;
-        }
-        insert_volume_row(&tx, v)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|s| {
+            if quota == Quota::Reserve {
+                quotas::reserve_on(s, &v.project, volume_ask(v))?;
+            }
+            insert_volume_row(s, v)
+        })
     }
 
-    fn volume_from_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
+    fn volume_from_row(r: &Row) -> Result<VolumeRecord, CatalogError> {
         Ok(VolumeRecord {
             id: r.get(0)?,
             name: r.get(1)?,
             kind: r.get(2)?,
             path: r.get(3)?,
-            size: r.get::<_, i64>(4)? as u64,
+            size: r.get(4)?,
             status: r.get(5)?,
             error: r.get(6)?,
             created_at: r.get(7)?,
@@ -61,14 +58,19 @@ impl Catalog {
         id_or_name: &str,
         scope: Option<&str>,
     ) -> Result<VolumeRecord, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {VOLUME_COLUMNS} FROM volumes
-             WHERE (id = ?1 OR name = ?1) AND (?2 IS NULL OR project = ?2)
-             ORDER BY id = ?1 DESC LIMIT 2"
-        ))?;
-        let found: Vec<VolumeRecord> = stmt
-            .query_map(params![id_or_name, scope], Self::volume_from_row)?
+        let found: Vec<VolumeRecord> = self
+            .read(|s| {
+                s.query(
+                    &format!(
+                        "SELECT {VOLUME_COLUMNS} FROM volumes
+                         WHERE (id = ?1 OR name = ?1) AND (?2 IS NULL OR project = ?2)
+                         ORDER BY CASE WHEN id = ?1 THEN 0 ELSE 1 END LIMIT 2"
+                    ),
+                    &[&id_or_name, &scope],
+                )
+            })?
+            .iter()
+            .map(Self::volume_from_row)
             .collect::<Result<_, _>>()?;
         match found.as_slice() {
             [] => Err(CatalogError::NotFound {
@@ -88,12 +90,17 @@ impl Catalog {
 
     /// Volumes of the projects `scope` admits, oldest first.
     pub fn list_volumes(&self, scope: Option<&str>) -> Result<Vec<VolumeRecord>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE ?1 IS NULL OR project = ?1 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt.query_map([scope], Self::volume_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|s| {
+            s.query(
+                &format!(
+                    "SELECT {VOLUME_COLUMNS} FROM volumes WHERE ?1 IS NULL OR project = ?1 ORDER BY created_at, id"
+                ),
+                &[&scope],
+            )
+        })?
+        .iter()
+        .map(Self::volume_from_row)
+        .collect()
     }
 
     pub fn set_volume_status(
@@ -103,23 +110,24 @@ impl Catalog {
         error: &str,
     ) -> Result<(), CatalogError> {
         fault!("catalog.set_volume_status", CatalogError::disk_full);
-        self.conn().execute(
-            "UPDATE volumes SET status = ?2, error = ?3 WHERE id = ?1",
-            params![id, status, error],
-        )?;
+        self.read(|s| {
+            s.execute(
+                "UPDATE volumes SET status = ?2, error = ?3 WHERE id = ?1",
+                &[&id, &status, &error],
+            )
+        })?;
         Ok(())
     }
 
     /// Removes a volume with its delta source and attachment, in one transaction.
     pub fn delete_volume(&self, id: &str) -> Result<(), CatalogError> {
         fault!("catalog.delete_volume", CatalogError::disk_full);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM attachments WHERE volume_id = ?1", [id])?;
-        tx.execute("DELETE FROM delta_sources WHERE volume_id = ?1", [id])?;
-        tx.execute("DELETE FROM volumes WHERE id = ?1", [id])?;
-        tx.commit()?;
-        Ok(())
+        self.write(|s| {
+            s.execute("DELETE FROM attachments WHERE volume_id = ?1", &[&id])?;
+            s.execute("DELETE FROM delta_sources WHERE volume_id = ?1", &[&id])?;
+            s.execute("DELETE FROM volumes WHERE id = ?1", &[&id])?;
+            Ok(())
+        })
     }
 }
 
@@ -137,35 +145,32 @@ pub(crate) fn volume_ask(v: &VolumeRecord) -> Ask {
     }
 }
 
-/// Inserts a volume row on `conn` (a connection or a transaction), refusing a
-/// name another volume of its project has.
-pub(crate) fn insert_volume_row(conn: &Connection, v: &VolumeRecord) -> Result<(), CatalogError> {
-    let taken: Option<String> = conn
-        .query_row(
-            "SELECT id FROM volumes WHERE name = ?1 AND project = ?2",
-            [&v.name, &v.project],
-            |r| r.get(0),
-        )
-        .optional()?;
+/// Inserts a volume row inside a transaction, refusing a name another volume of its
+/// project has.
+pub(crate) fn insert_volume_row(s: &mut dyn Session, v: &VolumeRecord) -> Result<(), CatalogError> {
+    let taken = s.query_opt(
+        "SELECT id FROM volumes WHERE name = ?1 AND project = ?2",
+        &[&v.name, &v.project],
+    )?;
     if taken.is_some() {
         return Err(CatalogError::NameTaken {
             kind: "volume",
             name: v.name.clone(),
         });
     }
-    conn.execute(
+    s.execute(
         "INSERT INTO volumes (id, name, kind, path, size, status, error, created_at, project)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            v.id,
-            v.name,
-            v.kind,
-            v.path,
-            v.size as i64,
-            v.status,
-            v.error,
-            v.created_at,
-            v.project
+        &[
+            &v.id,
+            &v.name,
+            &v.kind,
+            &v.path,
+            &v.size,
+            &v.status,
+            &v.error,
+            &v.created_at,
+            &v.project,
         ],
     )?;
     Ok(())

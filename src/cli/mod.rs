@@ -3,6 +3,7 @@
 
 pub mod backups;
 pub mod changed;
+pub mod cluster;
 pub mod identity;
 pub mod logging;
 pub mod output;

@@ -30,7 +30,7 @@ pub fn attachment_json(a: &pb::Attachment) -> Value {
         "volume_id": a.volume_id, "portal": a.portal, "target_iqn": a.target_iqn, "lun": a.lun,
         "block_size": a.block_size, "read_only": a.read_only, "initiator": a.initiator,
         "chap_username": a.chap_username, "chap_secret": a.chap_secret,
-        "sessions": a.sessions, "attached_at": a.attached_at,
+        "sessions": a.sessions, "attached_at": a.attached_at, "node": a.node, "state": a.state,
     })
 }
 
@@ -127,6 +127,7 @@ pub fn print_attachment(a: &pb::Attachment, json: bool) {
     outln!("lun:         {}", a.lun);
     outln!("block size:  {}", a.block_size);
     outln!("read-only:   {}", a.read_only);
+    outln!("node:        {} ({})", a.node, a.state);
     if !a.initiator.is_empty() {
         outln!("initiator:   {}", a.initiator);
     }

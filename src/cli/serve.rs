@@ -66,6 +66,20 @@ pub struct ServeArgs {
     tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     repository: super::repository::RepositoryArgs,
+    /// The catalog: "sqlite" (DATA_DIR/catalog.sqlite) or postgres://USER@HOST:PORT/DB, shared
+    /// by every node of a cluster [default: sqlite].
+    #[arg(long, env = "BLOCKDELTA_CATALOG")]
+    catalog: Option<String>,
+    /// This node's name, unique among the nodes sharing the catalog [default: the host name].
+    #[arg(long, env = "BLOCKDELTA_NODE_NAME")]
+    node_name: Option<String>,
+    /// Seconds a node's jobs outlive its last heartbeat; then another node fails them [default: 30].
+    #[arg(long, env = "BLOCKDELTA_LEASE_SECONDS")]
+    lease_seconds: Option<u64>,
+    /// Seconds the clocks of the nodes and the object store may differ; gc spares packs
+    /// this much older than the oldest running backup [default: 300].
+    #[arg(long, env = "BLOCKDELTA_GC_CLOCK_SKEW_SECONDS")]
+    gc_clock_skew_seconds: Option<u64>,
     /// Serve gRPC without TLS on a non-loopback address (tokens cross the network in
     /// the clear): refused without this flag.
     #[arg(long)]
@@ -113,6 +127,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             repository: args.repository.repository,
             s3_endpoint: args.repository.s3_endpoint,
             s3_region: args.repository.s3_region,
+            catalog: args.catalog,
+            node_name: args.node_name,
+            lease_seconds: args.lease_seconds,
+            gc_clock_skew_seconds: args.gc_clock_skew_seconds,
         },
     )?;
     let tls = server_tls(&config)?;
@@ -144,9 +162,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let volume_roots = config.volume_roots.clone();
     let repository = config.repository_location()?;
     let s3 = config.s3_settings();
+    let cluster = config.cluster()?;
     let started = async {
         let svc = tokio::task::spawn_blocking(move || {
-            let svc = Service::open(&data_dir, &repository, &s3, volume_roots)?;
+            let svc = Service::open(&data_dir, &repository, &s3, volume_roots, cluster)?;
             let token_file = data_dir.join("admin.token");
             if svc.bootstrap_admin_token(&token_file)? {
                 tracing::warn!(file = %token_file.display(), "created the admin project's first admin token");
@@ -184,6 +203,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr()?;
+    svc.join_cluster(&addr.to_string(), &exports.portal());
     let csi_listener = match &args.csi_socket {
         Some(path) => Some((
             blockdelta::api::bind_csi_socket(path).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -197,7 +217,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("grpc listening on {addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), repository = %config.repository_location()?, "blockdelta serving");
+    tracing::info!(%addr, iscsi = %exports.listen_address(), advertised = %exports.portal(), data_dir = %config.data_dir.display(), repository = %config.repository_location()?, catalog = %svc.catalog().describe(), node = %svc.node_name(), "blockdelta serving");
     let api = Api::new(svc.clone(), exports, deltas, config.delta_enabled);
     // One signal stops both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -76,6 +76,10 @@ pub enum VolumeCommand {
         /// Export read-only (delta volumes always are).
         #[arg(long)]
         read_only: bool,
+        /// The node whose target is to serve it (see `service list`); the CLI sends the
+        /// call there [default: the node --server names].
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Remove the volume's export.
     Detach {
@@ -84,6 +88,16 @@ pub enum VolumeCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+impl VolumeCommand {
+    /// The node a command must be sent to, when it names one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            VolumeCommand::Attach { node, .. } => node.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 pub async fn run(channel: Channel, cmd: VolumeCommand, json: bool) -> anyhow::Result<()> {
@@ -164,9 +178,11 @@ pub async fn run(channel: Channel, cmd: VolumeCommand, json: bool) -> anyhow::Re
             chap,
             block_size,
             read_only,
+            node,
         } => {
             let a = c
                 .attach_volume(pb::AttachVolumeRequest {
+                    node: node.unwrap_or_default(),
                     volume,
                     initiator: initiator.unwrap_or_default(),
                     chap,

@@ -134,6 +134,8 @@ pub enum Refusal {
     VolumeBusy { volume: String, doing: String },
     #[error("volume {volume} is busy: {running} is running")]
     VolumeJobRunning { volume: String, running: String },
+    #[error("node {node} lost its lease on this job and another node failed it")]
+    JobTakenOver { node: String },
     #[error("volume {volume} is attached; detach it first (or delete with --force)")]
     VolumeAttached { volume: String },
     #[error("volume {volume} is {status}, not available (use --force to back it up anyway)")]

@@ -19,6 +19,7 @@ pub use crate::repo::RepoError;
 pub use copy::{CopyReport, copy_repository};
 pub use error::{Denial, EngineError, InvalidRequest, Refusal};
 pub use service::Service;
+pub use service::cluster::{ClusterSettings, DEFAULT_LEASE, check_node_name, default_node_name};
 
 /// Shared between a running job and whoever watches or cancels it.
 #[derive(Debug, Default)]

@@ -39,6 +39,18 @@ pub enum ExportError {
     },
     #[error("volume {volume} is attached as {target}: detach it first, or use --force")]
     Attached { volume: String, target: String },
+    /// The call must be made on the node that serves (or is to serve) the attachment: its
+    /// target is the one that exports it.
+    #[error(
+        "volume {volume}'s attachment is on node {node}: send the call to that node at {address} (the CLI's --node does)"
+    )]
+    OnOtherNode {
+        volume: String,
+        node: String,
+        address: String,
+    },
+    #[error("no node named {0:?} is in this cluster (see `blockdelta service list`)")]
+    UnknownNode(String),
     #[error("logical block size {0} is not supported: use 512 or 4096")]
     BlockSize(u32),
     #[error(

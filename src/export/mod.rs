@@ -43,9 +43,28 @@ pub struct ExportConfig {
     pub require_chap: bool,
 }
 
+/// Whether an attachment's node serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachmentState {
+    Attached,
+    /// Its node is down: attach it again on another node.
+    Lost,
+}
+
+impl AttachmentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentState::Attached => "attached",
+            AttachmentState::Lost => "lost",
+        }
+    }
+}
+
 /// What an attach request asks for.
 #[derive(Clone, Debug, Default)]
 pub struct AttachRequest {
+    /// The node to serve it (`--node`); empty: this one.
+    pub node: String,
     pub initiator: String,
     pub chap: bool,
     /// 0 = 512.
@@ -114,7 +133,7 @@ impl Exports {
     }
 
     fn restore_attachments(&self) {
-        let attachments = match self.svc.list_attachments() {
+        let attachments = match self.svc.own_attachments() {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list attachments to restore");
@@ -148,15 +167,64 @@ impl Exports {
         }
     }
 
-    /// The attachment of a volume (id or name), if any, with its live session count.
+    /// The attachment of a volume (id or name), if any, with its live session count (known
+    /// on the node that serves it; 0 elsewhere).
     pub fn attachment(
         &self,
         volume_id: &str,
     ) -> Result<Option<(AttachmentRecord, u32)>, ExportError> {
         Ok(self.svc.attachment(volume_id)?.map(|a| {
-            let sessions = self.target.active_sessions(&a.target_name) as u32;
+            let sessions = if self.is_mine(&a) {
+                self.target.active_sessions(&a.target_name) as u32
+            } else {
+                0
+            };
             (a, sessions)
         }))
+    }
+
+    fn is_mine(&self, a: &AttachmentRecord) -> bool {
+        a.node.is_empty() || a.node == self.svc.node_name()
+    }
+
+    /// Where and in which state an attachment is: the serving node's portal, and `lost`
+    /// when that node is down (it can then be attached again on another node).
+    pub fn placement(&self, a: &AttachmentRecord) -> (String, AttachmentState) {
+        if self.is_mine(a) {
+            return (self.portal(), AttachmentState::Attached);
+        }
+        match self.svc.get_node(&a.node) {
+            Ok(Some(n)) => {
+                let up = self.svc.node_is_up(&a.node).unwrap_or(true);
+                let state = if up {
+                    AttachmentState::Attached
+                } else {
+                    AttachmentState::Lost
+                };
+                (n.iscsi_address, state)
+            }
+            _ => (String::new(), AttachmentState::Lost),
+        }
+    }
+
+    /// Refuses a call about an attachment another live node serves, naming that node.
+    fn served_here(&self, a: &AttachmentRecord) -> Result<bool, ExportError> {
+        if self.is_mine(a) {
+            return Ok(true);
+        }
+        if !self.svc.node_is_up(&a.node)? {
+            return Ok(false);
+        }
+        let address = self
+            .svc
+            .get_node(&a.node)?
+            .map(|n| n.grpc_address)
+            .unwrap_or_default();
+        Err(ExportError::OnOtherNode {
+            volume: a.volume_id.clone(),
+            node: a.node.clone(),
+            address,
+        })
     }
 
     /// Exports a volume. Delta volumes are always read-only; CHAP credentials are
@@ -169,13 +237,31 @@ impl Exports {
     ) -> Result<(AttachmentRecord, VolumeRecord), ExportError> {
         let _one = self.serial();
         let mut volume = self.svc.get_volume(caller, volume)?;
-        if let Some(a) = self.svc.attachment(&volume.id)? {
-            return Err(ExportError::AlreadyAttached {
+        if !req.node.is_empty() && req.node != self.svc.node_name() {
+            let node = self
+                .svc
+                .get_node(&req.node)?
+                .ok_or_else(|| ExportError::UnknownNode(req.node.clone()))?;
+            return Err(ExportError::OnOtherNode {
                 volume: volume.id,
-                target: a.target_name,
+                node: node.name,
+                address: node.grpc_address,
             });
         }
-        if volume.status != Status::Available {
+        let lost = match self.svc.attachment(&volume.id)? {
+            // Its node is down: attached again here, replacing it.
+            Some(a) if !self.is_mine(&a) && !self.svc.node_is_up(&a.node)? => Some(a),
+            Some(a) => {
+                return Err(ExportError::AlreadyAttached {
+                    volume: volume.id,
+                    target: a.target_name,
+                });
+            }
+            None => None,
+        };
+        let attachable = volume.status == Status::Available
+            || (lost.is_some() && volume.status == Status::InUse);
+        if !attachable {
             return Err(ExportError::NotAttachable {
                 volume: volume.id,
                 status: volume.status,
@@ -204,9 +290,10 @@ impl Exports {
             block_size,
             read_only: req.read_only || volume.kind == VolumeKind::Delta,
             attached_at: now_rfc3339(),
+            node: self.svc.node_name().to_string(),
         };
         self.export(&volume, &record)?;
-        if let Err(e) = self.svc.record_attachment(&record) {
+        if let Err(e) = self.svc.record_attachment(&record, lost.as_ref()) {
             self.target.remove_export(&record.target_name);
             return Err(e.into());
         }
@@ -245,7 +332,13 @@ impl Exports {
         let Some(a) = self.svc.attachment(&volume.id)? else {
             return Err(ExportError::NotAttached(volume.id));
         };
-        let sessions = self.target.active_sessions(&a.target_name) as u32;
+        // A lost node's attachment has no export left to remove: only its record goes.
+        let here = self.served_here(&a)?;
+        let sessions = if here {
+            self.target.active_sessions(&a.target_name) as u32
+        } else {
+            0
+        };
         if sessions > 0 && !force {
             return Err(ExportError::SessionsActive {
                 volume: volume.id,
@@ -253,7 +346,9 @@ impl Exports {
                 sessions,
             });
         }
-        self.target.remove_export(&a.target_name);
+        if here {
+            self.target.remove_export(&a.target_name);
+        }
         self.svc.forget_attachment(&volume.id)?;
         self.sync_manifest(&volume.id);
         self.svc.audit_action(
@@ -304,7 +399,7 @@ impl Exports {
     pub fn export_recovered(&self) {
         let _one = self.serial();
         let exported = self.target.export_names();
-        match self.svc.list_attachments() {
+        match self.svc.own_attachments() {
             Ok(all) => {
                 for a in all
                     .into_iter()

@@ -40,6 +40,8 @@ const RULES: &[(&str, Rule)] = {
             "/blockdelta.v1.VolumeService/ListAuditEvents",
             Token(Reader),
         ),
+        // Where the nodes are: what a client needs to reach the one serving its attachment.
+        ("/blockdelta.v1.VolumeService/ListServices", Token(Reader)),
         ("/blockdelta.v1.BackupService/CreateBackup", Token(Member)),
         ("/blockdelta.v1.BackupService/ListBackups", Token(Reader)),
         ("/blockdelta.v1.BackupService/GetBackup", Token(Reader)),

@@ -54,7 +54,7 @@ const MARKER_KEY: &str = "repository.json";
 const AUDIT_KEY: &str = "audit.jsonl";
 /// A pack younger than the oldest running backup's marker by less than this is kept by
 /// a collection: clocks of the nodes and of the object store may disagree this much.
-const CLOCK_SKEW: Duration = Duration::from_secs(300);
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// A running marker no catalog accounts for is taken as abandoned (its server died
 /// and never came back) after this long: no backup runs for a day.
 const STALE_MARKER: Duration = Duration::from_secs(24 * 3600);
@@ -72,6 +72,8 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     /// Set for a local repository: leftovers of interrupted puts are cleared by gc.
     local: Option<Arc<LocalStore>>,
+    /// How far apart the clocks of the nodes and the store may be (`gc_clock_skew_seconds`).
+    clock_skew: Duration,
 }
 
 fn index_key(backup_id: &str) -> String {
@@ -120,7 +122,11 @@ impl Repository {
             }
             RepositoryLocation::S3(at) => (Arc::new(S3Store::open(at, s3)?), None),
         };
-        let repo = Repository { store, local };
+        let repo = Repository {
+            store,
+            local,
+            clock_skew: CLOCK_SKEW,
+        };
         match repo.store.get(MARKER_KEY) {
             Ok(_) => {}
             Err(RepoError::NotFound { .. }) if create => {
@@ -422,6 +428,11 @@ impl Repository {
         Ok(scan)
     }
 
+    /// How far apart clocks may be, for collections (default [`CLOCK_SKEW`]).
+    pub fn set_clock_skew(&mut self, skew: Duration) {
+        self.clock_skew = skew;
+    }
+
     /// Removes every pack not in `keep`, except those a running backup may still name:
     /// packs stored after the oldest running marker (less the clock skew). `finished`
     /// says which backups the caller's catalog knows to have ended: their markers are
@@ -449,7 +460,7 @@ impl Repository {
                 self.store.delete(&marker.key)?;
             }
         }
-        let spare_after = oldest_running.map(|t| t.checked_sub(CLOCK_SKEW).unwrap_or(t));
+        let spare_after = oldest_running.map(|t| t.checked_sub(self.clock_skew).unwrap_or(t));
         let (mut packs, mut bytes) = (0, 0);
         for (id, len, modified) in self.list_packs()? {
             let young = match (spare_after, modified) {

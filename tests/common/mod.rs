@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod delta;
+pub mod postgres;
 pub mod s3;
 
 use std::io::{BufRead, BufReader, Write};

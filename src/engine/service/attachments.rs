@@ -11,13 +11,19 @@ impl Service {
         Ok(self.catalog.attachment(volume_id)?)
     }
 
-    pub fn list_attachments(&self) -> Result<Vec<AttachmentRecord>, EngineError> {
-        Ok(self.catalog.list_attachments()?)
+    /// The attachments this node serves.
+    pub fn own_attachments(&self) -> Result<Vec<AttachmentRecord>, EngineError> {
+        Ok(self.catalog.list_attachments(Some(self.node_name()))?)
     }
 
-    /// Records an attachment whose export exists; its volume becomes `in-use`.
-    pub fn record_attachment(&self, record: &AttachmentRecord) -> Result<(), EngineError> {
-        Ok(self.catalog.insert_attachment(record)?)
+    /// Records an attachment whose export exists; its volume becomes `in-use`. `replacing`:
+    /// the attachment a lost node had.
+    pub fn record_attachment(
+        &self,
+        record: &AttachmentRecord,
+        replacing: Option<&AttachmentRecord>,
+    ) -> Result<(), EngineError> {
+        Ok(self.catalog.insert_attachment(record, replacing)?)
     }
 
     /// Forgets an attachment whose export is gone; its volume is `available` again.

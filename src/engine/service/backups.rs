@@ -17,7 +17,7 @@ use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
 use crate::engine::source::volume_size;
 use crate::engine::{Denial, EngineError, InvalidRequest, JobControl, Refusal};
 use crate::identity::Caller;
-use crate::kinds::{BackupKind, VolumeKind};
+use crate::kinds::{BackupKind, JobKind, VolumeKind};
 use crate::repo::{BackupManifest, Codec, TRACKING_BLOCK_SIZE, VolumeManifest};
 
 impl Service {
@@ -59,8 +59,12 @@ impl Service {
             .into());
         }
         let id = new_id("bkp");
-        self.claim_volume(&volume.id, format!("backup {id}"))?;
-        let result = self.start_backup(caller, &id, &volume, size, codec, req);
+        let started = (
+            std::time::Instant::now(),
+            crate::catalog::timing::total_nanos(),
+        );
+        self.claim_volume(&volume.id, JobKind::Backup, &id)?;
+        let result = self.start_backup(caller, &id, &volume, size, codec, req, started);
         if result.is_err() {
             self.release_volume(&volume.id);
         }
@@ -75,6 +79,7 @@ impl Service {
         size: u64,
         codec: Codec,
         req: CreateBackup,
+        started: (std::time::Instant, u64),
     ) -> Result<BackupRecord, EngineError> {
         let parent = if req.incremental {
             let parent = self
@@ -188,13 +193,18 @@ impl Service {
                         completed_at: out.completed_at,
                         ..Default::default()
                     };
-                    svc.catalog
-                        .complete_backup(&done)
-                        .map_err(EngineError::from)
+                    match svc.catalog.complete_backup(&done, svc.node_name()) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(Refusal::JobTakenOver {
+                            node: svc.node_name().to_string(),
+                        }
+                        .into()),
+                        Err(e) => Err(e.into()),
+                    }
                 }
                 Err(e) => Err(e),
             };
-            if let Err(e) = outcome {
+            if let Err(e) = &outcome {
                 tracing::warn!(backup = %backup_id, error = %e, "backup failed");
                 // Its index goes first: whatever else fails, the backup cannot come back.
                 if let Err(remove) = svc.repo.remove_backup(&backup_id) {
@@ -223,10 +233,16 @@ impl Service {
                         &e.to_string(),
                     );
                 }
-            } else {
-                tracing::info!(backup = %backup_id, "backup available");
             }
             svc.release_volume(&volume_id);
+            if outcome.is_ok() {
+                // What the benchmark reads: the share of a backup's time in catalog calls
+                // (this process's calls meanwhile, so alone it is exact).
+                let seconds = started.0.elapsed().as_secs_f64();
+                let catalog =
+                    (crate::catalog::timing::total_nanos() - started.1) as f64 / 1e9;
+                tracing::info!(backup = %backup_id, seconds, catalog_seconds = catalog, "backup available");
+            }
         }, on_panic);
         Ok(record)
     }
@@ -435,7 +451,7 @@ impl Service {
                     }
                     .into());
                 }
-                self.claim_volume(&target.id, format!("restore of {id}"))?;
+                self.claim_volume(&target.id, JobKind::Restore, id)?;
                 (target, false)
             }
             None => {
@@ -453,7 +469,7 @@ impl Service {
                     error: String::new(),
                     created_at: now_rfc3339(),
                 };
-                self.claim_volume(&target.id, format!("restore of {id}"))?;
+                self.claim_volume(&target.id, JobKind::Restore, id)?;
                 (target, true)
             }
         };
@@ -509,6 +525,12 @@ impl Service {
                     (Status::Error, e.to_string())
                 }
             };
+            if !svc.still_holds(&volume_id, &backup_id) {
+                // Another node failed this restore when our lease ran out: its word stands.
+                tracing::warn!(backup = %backup_id, volume = %volume_id, "restore finished after this node lost its lease; left as failed");
+                svc.release_volume(&volume_id);
+                return;
+            }
             svc.pending
                 .set(&svc.catalog, Record::Volume(volume_id.clone()), st, &err);
             svc.pending.set(
@@ -544,6 +566,7 @@ impl Service {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => {
                 let running: Vec<String> = lock(&self.busy).values().cloned().collect();
+                // (Backups on other nodes are protected by their markers instead.)
                 if running.is_empty() {
                     // Only another collection holds it (the one a delete runs): short.
                     crate::sync::write(&self.gc_lock)

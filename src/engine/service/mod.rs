@@ -11,6 +11,7 @@
 
 mod attachments;
 mod backups;
+pub mod cluster;
 mod identity;
 mod integrity;
 mod recover;
@@ -24,7 +25,7 @@ use std::thread::JoinHandle;
 
 use super::{EngineError, InvalidRequest, JobControl, Refusal};
 use crate::catalog::AttachmentRecord;
-use crate::catalog::{Catalog, CatalogError, Status, VolumeRecord};
+use crate::catalog::{Catalog, CatalogError, VolumeRecord};
 use crate::repo::store::RepositoryLocation;
 use crate::repo::{
     AttachmentManifest, ChainReader, Repository, S3Settings, TRACKING_BLOCK_SIZE, VolumeManifest,
@@ -65,6 +66,11 @@ pub struct Service {
     volume_roots: Vec<PathBuf>,
     /// Final job states the catalog could not take yet (see `state`).
     pending: state::PendingStates,
+    /// This node's name and lease (see `cluster`).
+    cluster: cluster::ClusterSettings,
+    /// Set by shutdown: the heartbeat stops.
+    stopping: std::sync::atomic::AtomicBool,
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
     /// Held (flock) for the service's life: one server per data directory, since
     /// startup removes packs that no index references.
     _dir_lock: std::fs::File,
@@ -143,6 +149,7 @@ impl Service {
         repository: &RepositoryLocation,
         s3: &S3Settings,
         volume_roots: Vec<PathBuf>,
+        cluster: cluster::ClusterSettings,
     ) -> Result<Arc<Service>, EngineError> {
         std::fs::create_dir_all(data_dir).map_err(|e| EngineError::io(data_dir.display(), e))?;
         let data_dir = data_dir
@@ -152,20 +159,22 @@ impl Service {
         let volumes_dir = data_dir.join("volumes");
         std::fs::create_dir_all(&volumes_dir)
             .map_err(|e| EngineError::io(volumes_dir.display(), e))?;
-        let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
-        let repo = Repository::open(repository, s3, true)?;
+        let catalog = Catalog::open_at(&cluster.catalog, &data_dir)?;
+        let mut repo = Repository::open(repository, s3, true)?;
+        repo.set_clock_skew(cluster.clock_skew);
         let token_key = catalog.token_key()?;
-        let interrupted: Vec<String> = catalog
-            .list_backups(None, None)?
-            .into_iter()
-            .filter(|b| b.status == Status::Creating)
-            .map(|b| b.id)
-            .collect();
-        let n = catalog.mark_interrupted()?;
-        for id in &interrupted {
+        let interrupted = catalog.mark_interrupted(&cluster.node_name)?;
+        let n = interrupted.len();
+        for lost in interrupted.iter().filter(|l| l.backup_failed) {
             // An index written just before the crash, with the catalog not yet told:
             // the catalog's "error" wins, so the repository must not resurrect it.
-            repo.remove_backup(id)?;
+            repo.remove_backup(&lost.job.subject)?;
+        }
+        if catalog.is_shared() {
+            catalog.adopt_attachments(&cluster.node_name)?;
+        } else {
+            // One server: every attachment is this one's, whatever name it had before.
+            catalog.claim_all_attachments(&cluster.node_name)?;
         }
         let out_of_service = integrity::check_indexes(&catalog, &repo)?;
         let (packs, bytes) = integrity::collect_packs(&catalog, &repo)?;
@@ -194,6 +203,9 @@ impl Service {
             token_key,
             volume_roots,
             pending: state::PendingStates::default(),
+            cluster,
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            heartbeat: Mutex::new(None),
             _dir_lock: dir_lock,
         }))
     }
@@ -215,24 +227,6 @@ impl Service {
     /// with delta volumes (its frame cache serves them all).
     pub fn chain_reader(&self) -> &Arc<ChainReader> {
         &self.reader
-    }
-
-    /// Claims a volume for one job; refuses when another runs on it.
-    fn claim_volume(&self, volume_id: &str, what: String) -> Result<(), EngineError> {
-        let mut busy = lock(&self.busy);
-        if let Some(running) = busy.get(volume_id) {
-            return Err(Refusal::VolumeJobRunning {
-                volume: volume_id.to_string(),
-                running: running.clone(),
-            }
-            .into());
-        }
-        busy.insert(volume_id.to_string(), what);
-        Ok(())
-    }
-
-    fn release_volume(&self, volume_id: &str) {
-        lock(&self.busy).remove(volume_id);
     }
 
     /// Runs `work` on its own thread as the job `key`; if it panics, `on_panic` runs
@@ -277,6 +271,8 @@ impl Service {
     /// Graceful shutdown: cancels every running job and waits for each to record
     /// itself as `error` "interrupted".
     pub fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let jobs: Vec<Arc<Job>> = lock(&self.jobs).values().cloned().collect();
         for job in &jobs {
             job.control.cancel();
@@ -339,7 +335,7 @@ fn attachment_manifest(a: AttachmentRecord) -> AttachmentManifest {
 }
 
 /// The catalog record of an attachment the repository kept for `volume_id`.
-fn attachment_record(volume_id: &str, a: AttachmentManifest) -> AttachmentRecord {
+fn attachment_record(volume_id: &str, a: AttachmentManifest, node: &str) -> AttachmentRecord {
     AttachmentRecord {
         volume_id: volume_id.to_string(),
         target_name: a.target_name,
@@ -349,5 +345,6 @@ fn attachment_record(volume_id: &str, a: AttachmentManifest) -> AttachmentRecord
         block_size: a.block_size,
         read_only: a.read_only,
         attached_at: a.attached_at,
+        node: node.to_string(),
     }
 }

@@ -193,7 +193,7 @@ impl Service {
                 continue;
             }
             self.catalog
-                .insert_attachment(&attachment_record(&volume_id, a))?;
+                .insert_attachment(&attachment_record(&volume_id, a, self.node_name()), None)?;
             report
                 .messages
                 .push(format!("attachment of {volume_id} recovered"));

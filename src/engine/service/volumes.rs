@@ -329,11 +329,10 @@ impl Service {
         id_or_name: &str,
     ) -> Result<VolumeRecord, EngineError> {
         let volume = self.get_volume(caller, id_or_name)?;
-        let busy = lock(&self.busy);
-        if let Some(what) = busy.get(&volume.id) {
+        if let Some(job) = self.catalog.job_on(&volume.id)? {
             return Err(Refusal::VolumeBusy {
                 volume: volume.id,
-                doing: what.clone(),
+                doing: job.describe(),
             }
             .into());
         }
@@ -363,7 +362,6 @@ impl Service {
             &volume.id,
             serde_json::json!({"name": volume.name}),
         );
-        drop(busy);
         Ok(volume)
     }
 }

@@ -1,0 +1,163 @@
+//! A real PostgreSQL for the tests: Debian's `postgresql` package (which `scripts/test`
+//! installs), one throwaway cluster per test: `initdb` into a temp dir and `pg_ctl start`
+//! as the `postgres` user (the server refuses root), listening on a free port on
+//! 127.0.0.1 only, stopped by its postmaster's pid when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+/// The newest installed server's binaries (`/usr/lib/postgresql/N/bin`).
+fn server_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/test installs Debian's postgresql)")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("a PostgreSQL server under /usr/lib/postgresql")
+        .1
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no failure mode.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program args…` as the postgres user when we are root, else as ourselves.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = server_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("bd-pg-")
+            .tempdir()
+            .expect("temp dir");
+        if is_root() {
+            let uid = user_id("postgres");
+            std::os::unix::fs::chown(dir.path(), Some(uid.0), Some(uid.1)).expect("chown");
+        }
+        let data = dir.path().join("data");
+        let mut init = as_postgres(&bin.join("initdb"));
+        init.args(["-D"]).arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        run(init, "initdb");
+        let port = super::free_ports::<1>()[0];
+        let mut start = as_postgres(&bin.join("pg_ctl"));
+        start
+            .args(["-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+                dir.path().display()
+            ))
+            .args(["-w", "-t", "60", "start"]);
+        run(start, "pg_ctl start");
+        Postgres { dir, port, bin }
+    }
+
+    /// A fresh database on this server and its URL.
+    pub fn database(&self, name: &str) -> String {
+        let mut create = as_postgres(&self.bin.join("createdb"));
+        create.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            name,
+        ]);
+        run(create, "createdb");
+        self.url(name)
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// SIGKILL of the postmaster: the database as a crash leaves it.
+    pub fn kill9(&self) {
+        if let Some(pid) = self.postmaster_pid() {
+            // SAFETY: signalling the server this helper started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn user_id(name: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, name]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let Some(pid) = self.postmaster_pid() else {
+            return;
+        };
+        // Immediate shutdown (SIGQUIT), then SIGKILL if it lingers past 10 s.
+        // SAFETY: signalling the server this helper started.
+        unsafe { libc::kill(pid, libc::SIGQUIT) };
+        let start = Instant::now();
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            if start.elapsed() > Duration::from_secs(10) {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
