@@ -5,12 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fill, Model, Server, garbage_file, s};
+use common::postgres::CatalogKind;
+use common::{Fill, Model, garbage_file, s};
 
-#[test]
-fn bad_input_gets_a_clear_status_and_changes_nothing() {
+on_both_catalogs!(bad_input_gets_a_clear_status_and_changes_nothing);
+fn bad_input_gets_a_clear_status_and_changes_nothing(catalog: CatalogKind) {
+    let catalog = catalog.catalog();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = catalog.start(&dir.path().join("data"), &[], &[]);
     let (vol, path) = server.create_volume("good", 64 << 20);
     let mut m = Model::new(&path, 64 << 20, 0x5eed_0010);
     m.populate(30);

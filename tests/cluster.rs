@@ -336,6 +336,61 @@ fn concurrent_incrementals_over_three_nodes_keep_one_chain_and_quotas_hold() {
     let chain = nodes[2].json(&["backup", "list", "--volume", &vol]);
     assert_eq!(chain.len(), 2, "{chain:?}");
     assert_eq!(inc["parent"], full.as_str());
+    // A delete of a full on one node races an incremental on it on another: they never
+    // both go through on the same full (the incremental would lose its parent).
+    for round in 0..5 {
+        let full = s(&nodes[round % 3].backup(&vol, &[])["id"]);
+        m.fill(200 + round as u64 * 10, 5, Fill::Random);
+        let (deleted, incremental) = std::thread::scope(|scope| {
+            let d = scope.spawn(|| nodes[(round + 1) % 3].cli(&["backup", "delete", &full]));
+            let i = scope.spawn(|| {
+                nodes[(round + 2) % 3].cli(&["--json", "backup", "create", &vol, "--incremental"])
+            });
+            (d.join().unwrap(), i.join().unwrap())
+        });
+        let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            deleted.status.success() || incremental.status.success(),
+            "round {round}: delete ({}) or incremental ({}) goes through",
+            err(&deleted),
+            err(&incremental)
+        );
+        if incremental.status.success() {
+            let inc: Value = serde_json::from_slice(&incremental.stdout).unwrap();
+            // On the full being deleted only if that delete was refused (else the delete
+            // went first and the incremental took the previous chain).
+            if inc["parent"] == full.as_str() {
+                assert!(
+                    !deleted.status.success(),
+                    "round {round}: both went through: {inc}"
+                );
+                assert!(err(&deleted).contains("dependent"), "{}", err(&deleted));
+            }
+            let done = nodes[0].wait_backup(&s(&inc["id"]), LIMIT, |b| b["status"] != "creating");
+            assert_eq!(done["status"], "available", "{done}");
+            verify(&nodes[1], &s(&inc["id"]));
+        }
+        if deleted.status.success() {
+            until(LIMIT, "the delete ends", || {
+                !nodes[0].cli(&["backup", "show", &full]).status.success()
+            });
+        }
+    }
+
+    // Every chain is linear, and every parent is there.
+    let all = nodes[1].json(&["backup", "list", "--volume", &vol]);
+    let mut children = std::collections::BTreeMap::<String, usize>::new();
+    for b in all.iter().filter(|b| b["status"] == "available") {
+        if let Some(parent) = b["parent"].as_str() {
+            let p = all
+                .iter()
+                .find(|x| x["id"] == parent)
+                .expect("parent listed");
+            assert_eq!(p["status"], "available", "{p}");
+            *children.entry(parent.to_string()).or_default() += 1;
+        }
+    }
+    assert!(children.values().all(|n| *n == 1), "{children:?}");
 
     // Quota races across nodes: a project allowed 3 backups gets 3 of 12 concurrent ones.
     let admin = &nodes[0];

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use blockdelta::api::pb;
 use blockdelta::api::pb::backup_service_client::BackupServiceClient;
+use common::postgres::CatalogKind;
 use common::*;
 use serde_json::Value;
 
@@ -146,10 +147,11 @@ fn usage(server: &Server, project: &str) -> Value {
     server.json1(&["quota", "show", project, "--usage"])
 }
 
-#[test]
-fn quotas_refuse_naming_the_limit_and_count_what_exists() {
+on_both_catalogs!(quotas_refuse_naming_the_limit_and_count_what_exists);
+fn quotas_refuse_naming_the_limit_and_count_what_exists(catalog: CatalogKind) {
+    let catalog = catalog.catalog();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = catalog.start(&dir.path().join("data"), &[], &[]);
     let member = member_of(&server, "q");
     let run = |args: &[&str]| -> Value {
         let (ok, out) = as_token(&server, &member, &[&["--json"][..], args].concat());
@@ -225,10 +227,11 @@ fn quotas_refuse_naming_the_limit_and_count_what_exists() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_requests_cannot_exceed_a_limit_together() {
+on_both_catalogs!(async concurrent_requests_cannot_exceed_a_limit_together);
+async fn concurrent_requests_cannot_exceed_a_limit_together(catalog: CatalogKind) {
+    let catalog = catalog.catalog();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = catalog.start(&dir.path().join("data"), &[], &[]);
     let member = member_of(&server, "c");
     server.json1(&["quota", "set", "c", "--backups", "5"]);
     let mut vols = Vec::new();
@@ -277,13 +280,15 @@ async fn concurrent_requests_cannot_exceed_a_limit_together() {
     assert_eq!(listed.len(), 5, "{listed:?}");
 }
 
+#[cfg(feature = "failpoints")]
+on_both_catalogs!(a_failed_backup_gives_its_quota_back);
 /// A failed backup gives its usage back: it stays listed as `error`, but counts no more.
 #[cfg(feature = "failpoints")]
-#[test]
-fn a_failed_backup_gives_its_quota_back() {
+fn a_failed_backup_gives_its_quota_back(catalog: CatalogKind) {
+    let catalog = catalog.catalog();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_with_env(&data, &[], &[("FAILPOINTS", "repo.pack.write=return")]);
+    let server = catalog.start(&data, &[], &[("FAILPOINTS", "repo.pack.write=return")]);
     let member = member_of(&server, "f");
     server.json1(&["quota", "set", "f", "--backups", "1"]);
     let (ok, out) = as_token(

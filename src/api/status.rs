@@ -174,6 +174,9 @@ fn catalog_code(e: &CatalogError) -> Code {
         e if e.is_disk_full() => Code::ResourceExhausted,
         CatalogError::Io { source, .. } if is_disk_full(source) => Code::ResourceExhausted,
         CatalogError::Unavailable(_) => Code::Unavailable,
+        CatalogError::ParentNotAvailable { .. } | CatalogError::VolumeBusy { .. } => {
+            Code::FailedPrecondition
+        }
         CatalogError::Sqlite(_)
         | CatalogError::Postgres { .. }
         | CatalogError::Io { .. }

@@ -37,6 +37,19 @@ pub struct BackupRecord {
     pub project: String,
 }
 
+/// Why a delete cannot start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteRefusal {
+    /// Incrementals (not `error`) name it as parent.
+    Dependents(Vec<String>),
+    /// Delta volumes are made from it.
+    DeltaSources(Vec<String>),
+    /// Its state does not allow it (being created without force, being restored).
+    State(Status),
+    /// It is being deleted already.
+    AlreadyDeleting,
+}
+
 const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
      changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at, project";
 
@@ -46,6 +59,19 @@ impl Catalog {
     pub fn insert_backup(&self, b: &BackupRecord, quota: Quota) -> Result<(), CatalogError> {
         fault!("catalog.insert_backup", CatalogError::disk_full);
         self.write(|s| {
+            // A new incremental's parent must still be there: a delete on another node
+            // either marked it first (refused here) or sees this child (refused there).
+            if let (Quota::Reserve, Some(parent)) = (quota, &b.parent_id) {
+                let status: Option<Status> = s
+                    .query_opt("SELECT status FROM backups WHERE id = ?1", &[parent])?
+                    .map(|r| r.get(0))
+                    .transpose()?;
+                if !matches!(status, Some(Status::Available | Status::Restoring)) {
+                    return Err(CatalogError::ParentNotAvailable {
+                        parent: parent.clone(),
+                    });
+                }
+            }
             if quota == Quota::Reserve && b.status != Status::Error {
                 quotas::reserve_on(
                     s,
@@ -208,6 +234,57 @@ impl Catalog {
             )
         })?;
         Ok(n == 1)
+    }
+
+    /// Starts deleting a backup, in one transaction: refused while a backup that is not
+    /// `error` names it as parent or a delta volume uses it; otherwise it becomes
+    /// `deleting` (from whatever state `allowed` accepts).
+    pub fn begin_delete_backup(
+        &self,
+        id: &str,
+        allowed: impl Fn(Status) -> Result<(), DeleteRefusal>,
+    ) -> Result<Result<(), DeleteRefusal>, CatalogError> {
+        fault!("catalog.begin_delete_backup", CatalogError::disk_full);
+        self.write(|s| {
+            let children: Vec<String> = s
+                .query(
+                    "SELECT id FROM backups WHERE parent_id = ?1 AND status != 'error' ORDER BY seq",
+                    &[&id],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<_, _>>()?;
+            if !children.is_empty() {
+                return Ok(Err(DeleteRefusal::Dependents(children)));
+            }
+            let deltas: Vec<String> = s
+                .query(
+                    "SELECT volume_id FROM delta_sources WHERE first_backup_id = ?1 OR second_backup_id = ?1
+                     ORDER BY volume_id",
+                    &[&id],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<_, _>>()?;
+            if !deltas.is_empty() {
+                return Ok(Err(DeleteRefusal::DeltaSources(deltas)));
+            }
+            let status: Status = s
+                .query_opt("SELECT status FROM backups WHERE id = ?1", &[&id])?
+                .ok_or_else(|| CatalogError::NotFound {
+                    kind: "backup",
+                    id: id.to_string(),
+                })?
+                .get(0)?;
+            if let Err(refused) = allowed(status) {
+                return Ok(Err(refused));
+            }
+            s.execute(
+                "UPDATE backups SET status = 'deleting', error = '' WHERE id = ?1",
+                &[&id],
+            )?;
+            Ok(Ok(()))
+        })
     }
 
     pub fn delete_backup(&self, id: &str) -> Result<(), CatalogError> {

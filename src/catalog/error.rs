@@ -9,6 +9,12 @@ pub enum CatalogError {
     /// The catalog cannot be reached (a PostgreSQL server down or not answering).
     #[error("{0}")]
     Unavailable(String),
+    /// A new incremental's parent was deleted or failed meanwhile.
+    #[error("parent backup {parent} is no longer available")]
+    ParentNotAvailable { parent: String },
+    /// A job holds the volume.
+    #[error("volume {volume} is busy ({job})")]
+    VolumeBusy { volume: String, job: String },
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("{kind} named {name:?} already exists")]

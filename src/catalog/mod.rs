@@ -29,7 +29,7 @@ use db::{Dialect, Session};
 
 pub use attachments::AttachmentRecord;
 pub use audit::audit_line;
-pub use backups::{BackupRecord, well_formed_backup_id};
+pub use backups::{BackupRecord, DeleteRefusal, well_formed_backup_id};
 pub use deltas::DeltaSourceRecord;
 pub use error::CatalogError;
 pub use identity::{ProjectRecord, TokenRecord};

@@ -123,6 +123,21 @@ impl Catalog {
     pub fn delete_volume(&self, id: &str) -> Result<(), CatalogError> {
         fault!("catalog.delete_volume", CatalogError::disk_full);
         self.write(|s| {
+            // A job claimed on another node meanwhile keeps the volume.
+            if let Some(r) = s.query_opt(
+                "SELECT kind, subject, node FROM jobs WHERE volume_id = ?1",
+                &[&id],
+            )? {
+                return Err(CatalogError::VolumeBusy {
+                    volume: id.to_string(),
+                    job: format!(
+                        "{} {} on node {}",
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?
+                    ),
+                });
+            }
             s.execute("DELETE FROM attachments WHERE volume_id = ?1", &[&id])?;
             s.execute("DELETE FROM delta_sources WHERE volume_id = ?1", &[&id])?;
             s.execute("DELETE FROM volumes WHERE id = ?1", &[&id])?;

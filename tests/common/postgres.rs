@@ -161,3 +161,74 @@ impl Drop for Postgres {
         }
     }
 }
+
+/// Which catalog a test's server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A test's catalog: the `serve` flags that name it, and the PostgreSQL behind it.
+pub struct TestCatalog {
+    _pg: Option<Postgres>,
+    pub flags: Vec<String>,
+}
+
+impl CatalogKind {
+    pub fn catalog(self) -> TestCatalog {
+        match self {
+            CatalogKind::Sqlite => TestCatalog {
+                _pg: None,
+                flags: Vec::new(),
+            },
+            CatalogKind::Postgres => {
+                let pg = Postgres::start();
+                let url = pg.database("blockdelta");
+                TestCatalog {
+                    _pg: Some(pg),
+                    flags: vec!["--catalog".into(), url],
+                }
+            }
+        }
+    }
+}
+
+impl TestCatalog {
+    /// A server on this catalog, with more flags and environment.
+    pub fn start(&self, data: &Path, more: &[&str], env: &[(&str, &str)]) -> super::Server {
+        let mut flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        flags.extend_from_slice(more);
+        super::Server::start_with_env(data, &flags, env)
+    }
+}
+
+/// Runs one test body on both catalogs: `on_both_catalogs!(body)` makes `body::sqlite`
+/// and `body::postgres`, each calling `body(CatalogKind)`.
+#[macro_export]
+macro_rules! on_both_catalogs {
+    ($body:ident) => {
+        mod $body {
+            #[test]
+            fn sqlite() {
+                super::$body($crate::common::postgres::CatalogKind::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$body($crate::common::postgres::CatalogKind::Postgres)
+            }
+        }
+    };
+    (async $body:ident) => {
+        mod $body {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body($crate::common::postgres::CatalogKind::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$body($crate::common::postgres::CatalogKind::Postgres).await
+            }
+        }
+    };
+}

@@ -10,7 +10,7 @@ use super::{
     CreateBackup, Service, check_backup_id, check_name, lock, name_taken, new_id, not_found,
     volume_manifest,
 };
-use crate::catalog::{BackupRecord, Quota, Status, VolumeRecord};
+use crate::catalog::{BackupRecord, CatalogError, DeleteRefusal, Quota, Status, VolumeRecord};
 use crate::clock::now_rfc3339;
 use crate::engine::backup::{BackupPlan, run_backup};
 use crate::engine::restore::{VerifyOutcome, run_restore, run_verify};
@@ -119,7 +119,9 @@ impl Service {
             project: volume.project.clone(),
             ..Default::default()
         };
-        self.catalog.insert_backup(&record, Quota::Reserve)?;
+        self.catalog
+            .insert_backup(&record, Quota::Reserve)
+            .map_err(parent_gone)?;
         self.audit_action(
             caller,
             &record.project,
@@ -292,43 +294,25 @@ impl Service {
         force: bool,
     ) -> Result<BackupRecord, EngineError> {
         let mut backup = self.get_backup(caller, id)?;
-        let dependents: Vec<String> = self
+        // One transaction decides, so a delete and a new incremental on two nodes never
+        // both go through (see `Catalog::insert_backup`).
+        let began = self
             .catalog
-            .children(id)?
-            .into_iter()
-            .filter(|c| {
-                self.catalog
-                    .get_backup(c, None)
-                    .is_ok_and(|b| b.status != Status::Error)
-            })
-            .collect();
-        if !dependents.is_empty() {
-            return Err(Refusal::DependentBackups {
-                id: id.to_string(),
-                children: dependents,
+            .begin_delete_backup(id, |status| match status {
+                Status::Creating if !force => Err(DeleteRefusal::State(status)),
+                Status::Restoring => Err(DeleteRefusal::State(status)),
+                Status::Deleting => Err(DeleteRefusal::AlreadyDeleting),
+                _ => Ok(()),
+            })?;
+        match began {
+            Ok(()) => {}
+            Err(DeleteRefusal::AlreadyDeleting) => {
+                backup.status = Status::Deleting;
+                return Ok(backup);
             }
-            .into());
-        }
-        let deltas = self.catalog.delta_volumes_of_backup(id)?;
-        if !deltas.is_empty() {
-            return Err(Refusal::DeltaSourceOf {
-                id: id.to_string(),
-                deltas,
-            }
-            .into());
-        }
-        match backup.status {
-            Status::Creating if !force => {
-                return Err(Refusal::BackupBeingCreated { id: id.to_string() }.into());
-            }
-            Status::Restoring => {
-                return Err(Refusal::BackupBeingRestored { id: id.to_string() }.into());
-            }
-            Status::Deleting => return Ok(backup),
-            _ => {}
+            Err(refusal) => return Err(delete_refused(id, refusal)),
         }
         let running = lock(&self.jobs).get(id).cloned();
-        self.catalog.set_backup_status(id, Status::Deleting, "")?;
         backup.status = Status::Deleting;
         self.audit_action(
             caller,
@@ -576,5 +560,26 @@ impl Service {
             }
         };
         self.remove_unreferenced_packs()
+    }
+}
+
+fn delete_refused(id: &str, refusal: DeleteRefusal) -> EngineError {
+    let id = id.to_string();
+    match refusal {
+        DeleteRefusal::Dependents(children) => Refusal::DependentBackups { id, children },
+        DeleteRefusal::DeltaSources(deltas) => Refusal::DeltaSourceOf { id, deltas },
+        DeleteRefusal::State(Status::Creating) => Refusal::BackupBeingCreated { id },
+        DeleteRefusal::State(_) | DeleteRefusal::AlreadyDeleting => {
+            Refusal::BackupBeingRestored { id }
+        }
+    }
+    .into()
+}
+
+/// A new incremental whose parent went meanwhile (deleted on another node, say).
+fn parent_gone(e: CatalogError) -> EngineError {
+    match e {
+        CatalogError::ParentNotAvailable { parent } => Refusal::ParentMissing { parent }.into(),
+        other => other.into(),
     }
 }

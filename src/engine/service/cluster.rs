@@ -119,7 +119,13 @@ impl Service {
                     if svc.stopping.load(Ordering::Relaxed) {
                         return;
                     }
-                    svc.beat(&record);
+                    // A failure (a panic included) costs one beat, never the heartbeat.
+                    let beat = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        svc.beat(&record)
+                    }));
+                    if beat.is_err() {
+                        tracing::error!("a heartbeat panicked; the next one runs as usual");
+                    }
                     drop(svc);
                     std::thread::sleep(period);
                 }

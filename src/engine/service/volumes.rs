@@ -339,15 +339,24 @@ impl Service {
         if self.catalog.attachment(&volume.id)?.is_some() {
             return Err(Refusal::VolumeAttached { volume: volume.id }.into());
         }
+        // The record first, in a transaction that refuses when a job (on any node) claimed
+        // the volume meanwhile: its file is removed only once nothing can use it.
+        self.catalog.delete_volume(&volume.id)?;
         if volume.kind == VolumeKind::Managed {
-            fault!("engine.volume.remove", |e| EngineError::io(&volume.path, e));
-            match std::fs::remove_file(&volume.path) {
+            let removed = (|| {
+                fault!("engine.volume.remove", |e| e);
+                std::fs::remove_file(&volume.path)
+            })();
+            match removed {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(EngineError::io(&volume.path, e)),
+                Err(e) => {
+                    tracing::warn!(volume = %volume.id, path = %volume.path, error = %e,
+                        "volume deleted; its file could not be removed: remove it by hand");
+                }
             }
         }
-        self.catalog.delete_volume(&volume.id)?;
+
         // A tombstone, not a removal: the volume's backups still name it, and recover
         // must not bring it back from them.
         let tombstone = VolumeManifest {
