@@ -54,6 +54,11 @@ impl Cluster {
     /// Starts node `name` with its own data dir on the shared catalog and bucket. The
     /// first node's admin token is every node's (one catalog, one set of tokens).
     fn node(&mut self, name: &str) -> Server {
+        self.node_with_env(name, &[])
+    }
+
+    /// As `node`, with more environment for the server (FAILPOINTS).
+    fn node_with_env(&mut self, name: &str, env: &[(&str, &str)]) -> Server {
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data).unwrap();
         if !self.token.is_empty() {
@@ -74,7 +79,7 @@ impl Cluster {
             .map(String::from),
         );
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let server = Server::start_with(&data, &flags);
+        let server = Server::start_with_env(&data, &flags, env);
         if self.token.is_empty() {
             self.token = server.token();
             assert!(
@@ -445,4 +450,120 @@ fn concurrent_incrementals_over_three_nodes_keep_one_chain_and_quotas_hold() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(created.iter().filter(|c| **c).count(), 3, "{created:?}");
+}
+
+/// A node whose heartbeat fails (cut off from the catalog) loses its job to the others;
+/// when its backup then finishes, it does not become available. A node killed during a
+/// restore: its target volume becomes `error` and the backup `available` again.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_node_past_its_lease_cannot_finish_and_a_lost_restore_fails_its_volume() {
+    let mut c = Cluster::new();
+    let b = c.node("node-b");
+    let a = c.node_with_env(
+        "node-a",
+        &[(
+            "FAILPOINTS",
+            "catalog.heartbeat=return;repo.pack.write=sleep(1000)",
+        )],
+    );
+    let size = 256 << 20;
+    let path = c.dir.path().join("slow.img");
+    sparse_file(&path, size);
+    let mut m = Model::new(&path, size, 21);
+    let blocks = m.blocks() as usize;
+    m.fill(0, blocks, Fill::Random);
+    let vol = a.register("slow", &path);
+    let id = s(&a.json1(&["backup", "create", &vol])["id"]);
+    until(
+        Duration::from_secs(15),
+        "B fails the job of a node past its lease",
+        || b.json1(&["backup", "show", &id])["status"] == "error",
+    );
+    assert!(
+        !c.weed.list(BUCKET, "repo/running/").is_empty(),
+        "A's job still runs past its lease"
+    );
+    // A's job runs on to its end (its marker goes), and finds the job no longer its own.
+    until(LIMIT, "A's backup job ends", || {
+        c.weed.list(BUCKET, "repo/running/").is_empty()
+    });
+    for node in [&a, &b] {
+        let after = node.json1(&["backup", "show", &id]);
+        assert_eq!(after["status"], "error", "{after}");
+    }
+    b.fails(&["backup", "verify", &id], "FAILED_PRECONDITION");
+    drop(a);
+
+    // A restore on C, killed: its volume ends `error`, its backup `available`.
+    let (small, _) = volume(&b, c.dir.path(), "small", 64 << 20, 4);
+    let full = s(&b.backup(&small, &[])["id"]);
+    let cn = c.node_with_env(
+        "node-c",
+        &[("FAILPOINTS", "engine.restore.write=sleep(500)")],
+    );
+    let target = cn.json1(&["backup", "restore", &full]);
+    let target_id = s(&target["id"]);
+    assert_eq!(target["status"], "restoring", "{target}");
+    cn.kill9();
+    until(
+        Duration::from_secs(15),
+        "the lost restore's volume becomes error",
+        || b.json1(&["volume", "show", &target_id])["status"] == "error",
+    );
+    let lost = b.json1(&["volume", "show", &target_id]);
+    assert!(s(&lost["error"]).contains("node node-c lost"), "{lost}");
+    assert_eq!(b.json1(&["backup", "show", &full])["status"], "available");
+    verify(&b, &full);
+}
+
+/// PostgreSQL killed under a node: calls fail UNAVAILABLE naming the catalog, a running
+/// backup ends (never stays `creating`), and once the database is back everything works
+/// again without a restart of the node.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_catalog_outage_fails_calls_clearly_and_wedges_nothing() {
+    let pg = Postgres::start();
+    let url = pg.database("blockdelta");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        &["--catalog", &url, "--lease-seconds", LEASE],
+        &[("FAILPOINTS", "repo.pack.write=sleep(300)")],
+    );
+    let (vol, path) = server.create_volume("v", 96 << 20);
+    let mut m = Model::new(&path, 96 << 20, 8);
+    let blocks = m.blocks() as usize;
+    m.fill(0, blocks, Fill::Random);
+    let id = s(&server.json1(&["backup", "create", &vol])["id"]);
+    pg.kill9();
+    let down = server.fails(&["volume", "list"], "UNAVAILABLE");
+    assert!(down.contains("catalog"), "{down}");
+    server.fails(&["backup", "create", &vol], "UNAVAILABLE");
+    std::thread::sleep(Duration::from_secs(3));
+    pg.restart();
+    until(LIMIT, "the backup's last state reaches the catalog", || {
+        let out = server.cli(&["--json", "backup", "show", &id]);
+        out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("\"creating\"")
+    });
+    let after = server.json1(&["backup", "show", &id]);
+    if after["status"] == "available" {
+        verify(&server, &id);
+    } else {
+        assert_eq!(after["status"], "error", "{after}");
+    }
+    // The volume is free again, and the next backup is exact.
+    until(LIMIT, "the volume's job is released", || {
+        server
+            .cli(&["backup", "create", &vol, "--wait"])
+            .status
+            .success()
+    });
+    let restored = server.restore(
+        &s(&server.json(&["backup", "list"]).last().unwrap()["id"]),
+        None,
+    );
+    assert_eq!(file_hash(Path::new(&s(&restored["path"]))), m.hash());
+    let stopped = server.stop();
+    assert!(stopped.success(), "{stopped:?}");
 }

@@ -13,6 +13,23 @@ pub struct Postgres {
     bin: PathBuf,
 }
 
+/// `pg_ctl start` on `data`, listening on 127.0.0.1:`port` only.
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) {
+    let mut start = as_postgres(&bin.join("pg_ctl"));
+    start
+        .args(["-D"])
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            dir.display()
+        ))
+        .args(["-w", "-t", "60", "start"]);
+    run(start, "pg_ctl start");
+}
+
 /// The newest installed server's binaries (`/usr/lib/postgresql/N/bin`).
 fn server_bin() -> PathBuf {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -80,19 +97,7 @@ impl Postgres {
         ]);
         run(init, "initdb");
         let port = super::free_ports::<1>()[0];
-        let mut start = as_postgres(&bin.join("pg_ctl"));
-        start
-            .args(["-D"])
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
-                dir.path().display()
-            ))
-            .args(["-w", "-t", "60", "start"]);
-        run(start, "pg_ctl start");
+        pg_ctl_start(&bin, dir.path(), port);
         Postgres { dir, port, bin }
     }
 
@@ -121,12 +126,33 @@ impl Postgres {
         text.lines().next()?.trim().parse().ok()
     }
 
-    /// SIGKILL of the postmaster: the database as a crash leaves it.
+    /// SIGKILL of the postmaster (its backends end with it): the database as a crash
+    /// leaves it. Waits until the port is closed.
     pub fn kill9(&self) {
         if let Some(pid) = self.postmaster_pid() {
             // SAFETY: signalling the server this helper started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            let start = Instant::now();
+            // SAFETY: signal 0 only checks that the process exists.
+            while unsafe { libc::kill(pid, 0) } == 0 && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        // Its backends see the postmaster gone and exit; the port must be free to restart.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "PostgreSQL still answers"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same port and data (after `kill9`).
+    pub fn restart(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join("data/postmaster.pid"));
+        pg_ctl_start(&self.bin, self.dir.path(), self.port);
     }
 }
 
