@@ -89,7 +89,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service: catalog, repository, iSCSI target and gRPC (defaults need no arguments).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Managed, registered and delta volumes; attach and detach.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -166,7 +166,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
-        Command::Serve(args) => return cli::serve::serve(args).await,
+        Command::Serve(args) => return cli::serve::serve(*args).await,
         Command::Repository(cmd) => return cli::repository::run(cmd, cli.json).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -188,7 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let credentials = cli::Credentials::new(cli.token, cli.acting_for.clone())?;
     let channel = cli::connect(&cli.server, &tls, credentials.clone()).await?;
     match command {
-        Command::Serve(args) => cli::serve::serve(args).await,
+        Command::Serve(args) => cli::serve::serve(*args).await,
         Command::Volume(cmd) => {
             let channel = match cmd.node() {
                 Some(node) => {

@@ -59,19 +59,6 @@ impl Catalog {
     pub fn insert_backup(&self, b: &BackupRecord, quota: Quota) -> Result<(), CatalogError> {
         fault!("catalog.insert_backup", CatalogError::disk_full);
         self.write(|s| {
-            // A new incremental's parent must still be there: a delete on another node
-            // either marked it first (refused here) or sees this child (refused there).
-            if let (Quota::Reserve, Some(parent)) = (quota, &b.parent_id) {
-                let status: Option<Status> = s
-                    .query_opt("SELECT status FROM backups WHERE id = ?1", &[parent])?
-                    .map(|r| r.get(0))
-                    .transpose()?;
-                if !matches!(status, Some(Status::Available | Status::Restoring)) {
-                    return Err(CatalogError::ParentNotAvailable {
-                        parent: parent.clone(),
-                    });
-                }
-            }
             if quota == Quota::Reserve && b.status != Status::Error {
                 quotas::reserve_on(
                     s,
@@ -82,16 +69,30 @@ impl Catalog {
                     },
                 )?;
             }
-            s.execute(
-                &format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            // A new incremental's parent must still be there: a delete on another node
+            // either marked it first (nothing inserted here) or sees this child (and is
+            // refused there). One statement: the insert happens only if the parent is.
+            let checked = quota == Quota::Reserve;
+            let n = s.execute(
+                &format!(
+                    "INSERT INTO backups ({BACKUP_COLUMNS})
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17
+                     WHERE ?18 = 0 OR ?5 IS NULL OR EXISTS
+                       (SELECT 1 FROM backups WHERE id = ?5 AND status IN ('available', 'restoring'))"
+                ),
                 &[
                     &b.id, &b.volume_id, &b.name, &b.kind, &b.parent_id, &b.chain_id, &b.status,
                     &b.size, &b.compression, &b.changed_blocks, &b.allocated_blocks,
                     &b.stored_bytes, &b.content_hash, &b.error, &b.created_at, &b.completed_at,
-                    &b.project,
+                    &b.project, &checked,
                 ],
             )?;
-            Ok(())
+            match (&b.parent_id, n) {
+                (Some(parent), 0) => Err(CatalogError::ParentNotAvailable {
+                    parent: parent.clone(),
+                }),
+                _ => Ok(()),
+            }
         })
     }
 
@@ -172,26 +173,20 @@ impl Catalog {
         &self,
         volume_id: &str,
     ) -> Result<Option<BackupRecord>, CatalogError> {
+        // One statement (one round trip to a shared catalog).
         self.read(|s| {
-            let chain: Option<String> = s
-                .query_opt(
-                    "SELECT chain_id FROM backups WHERE volume_id = ?1 AND kind = 'full' AND status IN ('available', 'restoring')
-                     ORDER BY seq DESC LIMIT 1",
-                    &[&volume_id],
-                )?
-                .map(|r| r.get(0))
-                .transpose()?;
-            let Some(chain) = chain else { return Ok(None) };
             s.query_opt(
                 &format!(
-                    "SELECT {BACKUP_COLUMNS} FROM backups WHERE chain_id = ?1 AND status IN ('available', 'restoring')
+                    "SELECT {BACKUP_COLUMNS} FROM backups WHERE status IN ('available', 'restoring')
+                     AND chain_id = (SELECT chain_id FROM backups WHERE volume_id = ?1 AND kind = 'full'
+                                     AND status IN ('available', 'restoring') ORDER BY seq DESC LIMIT 1)
                      ORDER BY seq DESC LIMIT 1"
                 ),
-                &[&chain],
-            )?
-            .map(|r| Self::backup_from_row(&r))
-            .transpose()
-        })
+                &[&volume_id],
+            )
+        })?
+        .map(|r| Self::backup_from_row(&r))
+        .transpose()
     }
 
     pub fn set_backup_status(

@@ -4,10 +4,11 @@
 //! the truth about what a backup contains live in the repository, from which
 //! `recover` can rebuild this database.
 //!
-//! Never does I/O on volumes or the repository. This file: opening it, the column forms of
-//! the kinds, and what spans volumes and backups at once (a restore's start, a restart's
-//! interrupted jobs); [`volumes`], [`backups`], [`audit`], [`identity`], [`quotas`],
-//! [`attachments`] and [`deltas`] hold the rest, one table family each.
+//! Never does I/O on volumes or the repository. This file: opening it on either database,
+//! and what spans volumes and backups at once (a restore's start); [`db`] is the seam to
+//! the databases (and the kinds' column forms); [`volumes`], [`backups`], [`audit`],
+//! [`identity`], [`quotas`], [`attachments`], [`deltas`], [`nodes`] and [`jobs`] hold the
+//! rest, one table family each.
 
 pub mod attachments;
 mod audit;
@@ -25,7 +26,7 @@ mod volumes;
 use crate::faults::fault;
 use std::path::Path;
 
-use db::{Dialect, Session};
+use db::Session;
 
 pub use attachments::AttachmentRecord;
 pub use audit::audit_line;
@@ -65,7 +66,7 @@ impl CatalogLocation {
 
 enum Backend {
     Sqlite(db::sqlite::SqliteDb),
-    Postgres(db::postgres::PostgresDb),
+    Postgres(Box<db::postgres::PostgresDb>),
 }
 
 pub struct Catalog {
@@ -85,7 +86,7 @@ impl Catalog {
         match location {
             CatalogLocation::Sqlite => Catalog::open(&data_dir.join("catalog.sqlite")),
             CatalogLocation::Postgres(url) => Ok(Catalog {
-                db: Backend::Postgres(db::postgres::PostgresDb::open(url)?),
+                db: Backend::Postgres(Box::new(db::postgres::PostgresDb::open(url)?)),
             }),
         }
     }
@@ -99,14 +100,6 @@ impl Catalog {
         match &self.db {
             Backend::Sqlite(_) => "sqlite".to_string(),
             Backend::Postgres(pg) => pg.location().to_string(),
-        }
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn dialect(&self) -> Dialect {
-        match self.db {
-            Backend::Sqlite(_) => Dialect::Sqlite,
-            Backend::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -167,20 +160,24 @@ impl Catalog {
     }
 }
 
-/// Time spent in catalog calls by this process, for the benchmark's share of a backup's
-/// time (`catalog_seconds` in the server's log at each backup's end).
+/// Time spent in catalog calls, counted per thread, for the share of a backup's time its
+/// own calls take (`catalog_seconds` in the server's log at each backup's end: the calls of
+/// the request that started it and of its job, not other requests' meanwhile).
 pub mod timing {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::cell::Cell;
 
-    static NANOS: AtomicU64 = AtomicU64::new(0);
-
-    pub(super) fn record(started: std::time::Instant) {
-        NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    thread_local! {
+        static NANOS: Cell<u64> = const { Cell::new(0) };
     }
 
-    /// Nanoseconds spent in catalog calls since the process started.
-    pub fn total_nanos() -> u64 {
-        NANOS.load(Ordering::Relaxed)
+    pub(super) fn record(started: std::time::Instant) {
+        let spent = started.elapsed().as_nanos() as u64;
+        NANOS.with(|n| n.set(n.get() + spent));
+    }
+
+    /// Nanoseconds this thread has spent in catalog calls.
+    pub fn thread_nanos() -> u64 {
+        NANOS.with(Cell::get)
     }
 }
 

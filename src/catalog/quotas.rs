@@ -22,26 +22,24 @@ pub(crate) fn limits_on(s: &mut dyn Session, project: &str) -> Result<Limits, Ca
 }
 
 pub(crate) fn usage_on(s: &mut dyn Session, project: &str) -> Result<Usage, CatalogError> {
-    let v = s.query_one(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN kind != 'delta' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN kind != 'delta' THEN size ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN kind = 'delta' THEN 1 ELSE 0 END), 0) AS BIGINT)
-         FROM volumes WHERE project = ?1",
-        &[&project],
-    )?;
-    let b = s.query_one(
-        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(size), 0) AS BIGINT),
-                CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT)
-         FROM backups WHERE project = ?1 AND status != 'error'",
+    // One statement (one round trip to a shared catalog).
+    let u = s.query_one(
+        "SELECT
+           CAST((SELECT COALESCE(SUM(CASE WHEN kind != 'delta' THEN 1 ELSE 0 END), 0) FROM volumes WHERE project = ?1) AS BIGINT),
+           CAST((SELECT COALESCE(SUM(CASE WHEN kind != 'delta' THEN size ELSE 0 END), 0) FROM volumes WHERE project = ?1) AS BIGINT),
+           CAST((SELECT COALESCE(SUM(CASE WHEN kind = 'delta' THEN 1 ELSE 0 END), 0) FROM volumes WHERE project = ?1) AS BIGINT),
+           CAST((SELECT COUNT(*) FROM backups WHERE project = ?1 AND status != 'error') AS BIGINT),
+           CAST((SELECT COALESCE(SUM(size), 0) FROM backups WHERE project = ?1 AND status != 'error') AS BIGINT),
+           CAST((SELECT COALESCE(SUM(stored_bytes), 0) FROM backups WHERE project = ?1 AND status != 'error') AS BIGINT)",
         &[&project],
     )?;
     Ok(Usage {
-        volumes: v.get(0)?,
-        volume_bytes: v.get(1)?,
-        backups: b.get(0)?,
-        backup_bytes: b.get(1)?,
-        delta_volumes: v.get(2)?,
-        stored_bytes: b.get(2)?,
+        volumes: u.get(0)?,
+        volume_bytes: u.get(1)?,
+        delta_volumes: u.get(2)?,
+        backups: u.get(3)?,
+        backup_bytes: u.get(4)?,
+        stored_bytes: u.get(5)?,
     })
 }
 

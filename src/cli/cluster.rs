@@ -28,16 +28,16 @@ pub async fn run(channel: Channel, cmd: ServiceCommand, json: bool) -> anyhow::R
         ServiceCommand::List => {
             let all = services(channel).await?;
             if json {
-                let records: Vec<_> = all
-                    .iter()
-                    .map(|s| {
+                // One record per line, as every list prints.
+                for s in &all {
+                    outln!(
+                        "{}",
                         json!({"name": s.name, "grpc_address": s.grpc_address,
                             "iscsi_address": s.iscsi_address, "version": s.version,
                             "state": s.state, "heartbeat_at": s.heartbeat_at,
                             "started_at": s.started_at, "jobs": s.jobs})
-                    })
-                    .collect();
-                outln!("{}", serde_json::Value::Array(records));
+                    );
+                }
             } else {
                 outln!(
                     "{:<20} {:<22} {:<22} {:<8} {:<5} {:>4}  HEARTBEAT",

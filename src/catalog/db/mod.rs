@@ -213,10 +213,3 @@ pub trait Session {
             .ok_or_else(|| CatalogError::Corrupt(format!("no row from {sql:?}")))
     }
 }
-
-/// Which database a catalog is, for the few statements whose text differs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}

@@ -296,7 +296,9 @@ impl PgSession<'_> {
             })
             .collect();
         let client = self.client.clone();
-        self.db.run("a statement", async move {
+        let started = std::time::Instant::now();
+        let logged = sql.clone();
+        let out = self.db.run("a statement", async move {
             let stream = client
                 .query_typed_raw(&sql, params.iter().map(|(p, t)| (p, t.clone())))
                 .await?;
@@ -310,7 +312,9 @@ impl PgSession<'_> {
             }
             let changed = stream.rows_affected().unwrap_or(0);
             Ok((rows, changed))
-        })
+        });
+        slow(started, &logged);
+        out
     }
 }
 
@@ -325,9 +329,24 @@ impl Session for PgSession<'_> {
 
     fn batch(&mut self, sql: &str) -> Result<(), CatalogError> {
         let client = self.client.clone();
-        let sql = sql.to_string();
-        self.db
-            .run("a batch", async move { client.batch_execute(&sql).await })
+        let owned = sql.to_string();
+        let started = std::time::Instant::now();
+        let out = self
+            .db
+            .run("a batch", async move { client.batch_execute(&owned).await });
+        slow(started, sql);
+        out
+    }
+}
+
+/// A statement that took long says so: the operator sees a slow or busy database (or a
+/// writer holding the lock) in the log, with the statement's start.
+fn slow(started: std::time::Instant, sql: &str) {
+    let spent = started.elapsed();
+    if spent > Duration::from_millis(200) {
+        let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let head: String = head.chars().take(80).collect();
+        tracing::warn!(ms = spent.as_millis() as u64, statement = %head, "slow catalog statement");
     }
 }
 

@@ -343,11 +343,7 @@ impl Service {
         // the volume meanwhile: its file is removed only once nothing can use it.
         self.catalog.delete_volume(&volume.id)?;
         if volume.kind == VolumeKind::Managed {
-            let removed = (|| {
-                fault!("engine.volume.remove", |e| e);
-                std::fs::remove_file(&volume.path)
-            })();
-            match removed {
+            match remove_volume_file(&volume.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -373,4 +369,9 @@ impl Service {
         );
         Ok(volume)
     }
+}
+
+fn remove_volume_file(path: &str) -> std::io::Result<()> {
+    fault!("engine.volume.remove", |e| e);
+    std::fs::remove_file(path)
 }
