@@ -205,6 +205,14 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
         Answered,
         pb::ListAuditEventsRequest { id: vol.clone() }
     );
+    // The nodes, the same for every project (no project's data in it).
+    case!(
+        unary,
+        "/blockdelta.v1.VolumeService/ListServices",
+        Reader,
+        Answered,
+        pb::ListServicesRequest {}
+    );
     case!(
         unary,
         "/blockdelta.v1.BackupService/CreateBackup",
