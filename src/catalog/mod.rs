@@ -108,13 +108,10 @@ impl Catalog {
         &self,
         f: impl FnOnce(&mut dyn Session) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
-        let started = std::time::Instant::now();
-        let out = match &self.db {
+        timing::timed(|| match &self.db {
             Backend::Sqlite(db) => db.read(f),
             Backend::Postgres(db) => db.read(f),
-        };
-        timing::record(started);
-        out
+        })
     }
 
     /// Statements in one transaction, one writer at a time (across nodes, too).
@@ -122,13 +119,10 @@ impl Catalog {
         &self,
         f: impl FnOnce(&mut dyn Session) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
-        let started = std::time::Instant::now();
-        let out = match &self.db {
+        timing::timed(|| match &self.db {
             Backend::Sqlite(db) => db.write(f),
             Backend::Postgres(db) => db.write(f),
-        };
-        timing::record(started);
-        out
+        })
     }
 
     /// Starts a restore in one transaction, so no failure (or panic) between two writes can
@@ -170,9 +164,13 @@ pub mod timing {
         static NANOS: Cell<u64> = const { Cell::new(0) };
     }
 
-    pub(super) fn record(started: std::time::Instant) {
+    /// Runs `call`, adding its time to this thread's count.
+    pub(super) fn timed<T>(call: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = call();
         let spent = started.elapsed().as_nanos() as u64;
         NANOS.with(|n| n.set(n.get() + spent));
+        out
     }
 
     /// Nanoseconds this thread has spent in catalog calls.

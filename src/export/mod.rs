@@ -26,7 +26,7 @@ use crate::clock::now_rfc3339;
 use crate::delta::Deltas;
 use crate::engine::Service;
 use crate::engine::{AttachmentRecord, Status, VolumeRecord};
-use crate::kinds::VolumeKind;
+use crate::kinds::{NodeState, VolumeKind};
 
 /// How attachments are made.
 #[derive(Clone, Debug)]
@@ -193,15 +193,14 @@ impl Exports {
         if self.is_mine(a) {
             return (self.portal(), AttachmentState::Attached);
         }
-        match self.svc.get_node(&a.node) {
+        match self.svc.node(&a.node) {
             Ok(Some(n)) => {
-                let up = self.svc.node_is_up(&a.node).unwrap_or(true);
-                let state = if up {
+                let state = if n.state == NodeState::Up {
                     AttachmentState::Attached
                 } else {
                     AttachmentState::Lost
                 };
-                (n.iscsi_address, state)
+                (n.record.iscsi_address, state)
             }
             _ => (String::new(), AttachmentState::Lost),
         }
@@ -212,19 +211,14 @@ impl Exports {
         if self.is_mine(a) {
             return Ok(true);
         }
-        if !self.svc.node_is_up(&a.node)? {
-            return Ok(false);
+        match self.svc.node(&a.node)? {
+            Some(n) if n.state == NodeState::Up => Err(ExportError::OnOtherNode {
+                volume: a.volume_id.clone(),
+                node: a.node.clone(),
+                address: n.record.grpc_address,
+            }),
+            _ => Ok(false),
         }
-        let address = self
-            .svc
-            .get_node(&a.node)?
-            .map(|n| n.grpc_address)
-            .unwrap_or_default();
-        Err(ExportError::OnOtherNode {
-            volume: a.volume_id.clone(),
-            node: a.node.clone(),
-            address,
-        })
     }
 
     /// Exports a volume. Delta volumes are always read-only; CHAP credentials are
@@ -240,17 +234,17 @@ impl Exports {
         if !req.node.is_empty() && req.node != self.svc.node_name() {
             let node = self
                 .svc
-                .get_node(&req.node)?
+                .node(&req.node)?
                 .ok_or_else(|| ExportError::UnknownNode(req.node.clone()))?;
             return Err(ExportError::OnOtherNode {
                 volume: volume.id,
-                node: node.name,
-                address: node.grpc_address,
+                node: node.record.name,
+                address: node.record.grpc_address,
             });
         }
         let lost = match self.svc.attachment(&volume.id)? {
             // Its node is down: attached again here, replacing it.
-            Some(a) if !self.is_mine(&a) && !self.svc.node_is_up(&a.node)? => Some(a),
+            Some(a) if !self.served_here(&a).unwrap_or(true) => Some(a),
             Some(a) => {
                 return Err(ExportError::AlreadyAttached {
                     volume: volume.id,

@@ -200,31 +200,33 @@ impl Service {
         self.reader.forget(id);
     }
 
-    /// Every node, with its state as of now: down when its last heartbeat is older
-    /// than a lease.
+    /// A node as of now: down when its last heartbeat is older than a lease.
+    fn view(&self, record: NodeRecord, now: i64) -> NodeView {
+        let lease = self.cluster.lease.as_millis() as i64;
+        NodeView {
+            state: node_state(&record, now, lease),
+            heartbeat_at: format_unix_millis(record.heartbeat_ms),
+            record,
+        }
+    }
+
+    /// Every node, with its state as of now.
     pub fn list_nodes(&self) -> Result<Vec<NodeView>, EngineError> {
         let now = now_ms();
-        let lease = self.cluster.lease.as_millis() as i64;
         Ok(self
             .catalog
             .list_nodes()?
             .into_iter()
-            .map(|record| NodeView {
-                state: node_state(&record, now, lease),
-                heartbeat_at: format_unix_millis(record.heartbeat_ms),
-                record,
-            })
+            .map(|record| self.view(record, now))
             .collect())
     }
 
-    /// Whether the node named serves (heartbeats) now.
-    pub fn node_is_up(&self, name: &str) -> Result<bool, EngineError> {
-        let now = now_ms();
-        let lease = self.cluster.lease.as_millis() as i64;
+    /// The node named, with its state as of now (one catalog read).
+    pub fn node(&self, name: &str) -> Result<Option<NodeView>, EngineError> {
         Ok(self
             .catalog
             .get_node(name)?
-            .is_some_and(|n| node_state(&n, now, lease) == NodeState::Up))
+            .map(|record| self.view(record, now_ms())))
     }
 
     /// How many jobs each node holds now.
@@ -234,10 +236,6 @@ impl Service {
             *counts.entry(j.node).or_insert(0) += 1;
         }
         Ok(counts)
-    }
-
-    pub fn get_node(&self, name: &str) -> Result<Option<NodeRecord>, EngineError> {
-        Ok(self.catalog.get_node(name)?)
     }
 
     /// Claims a volume for one job, across every node; refuses when another runs on it.
