@@ -52,6 +52,21 @@ fn backup_in_flight(server: &Server, weed: &SeaweedFs, vol: &str) -> String {
     id
 }
 
+/// The bucket's packs once no write lands for a second (bounded). A kill -9 cannot take
+/// back a request SeaweedFS already has whole: it may finish storing it a moment later.
+fn settled_packs(weed: &SeaweedFs) -> usize {
+    let started = Instant::now();
+    let mut last = packs(weed).len();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = packs(weed).len();
+        if now == last || started.elapsed() > Duration::from_secs(15) {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn verify(server: &Server, id: &str) {
     let v = server.json1(&["backup", "verify", id]);
     assert_eq!(v["ok"], true, "verify {id}: {v}");
@@ -72,7 +87,7 @@ fn kill_mid_backup_and_mid_gc_then_gc_reclaims_the_orphans() {
     // kill -9 mid-backup: the backup is `error` after the restart, its packs orphans.
     let killed = backup_in_flight(&server, &weed, &vol);
     server.kill9();
-    let orphaned = packs(&weed).len();
+    let orphaned = settled_packs(&weed);
     assert!(orphaned > baseline, "the killed backup had stored packs");
     let server = Server::start_with(&data, &flags);
     let b = server.json1(&["backup", "show", &killed]);
