@@ -125,6 +125,8 @@ string_enum! {
         #[default]
         Backup = "backup",
         Restore = "restore",
+        /// Merging a chain into a synthetic full (`backup merge`, retention).
+        Merge = "merge",
     }
 }
 

@@ -277,7 +277,19 @@ fn workload(server: &Server, what: &str) {
         );
     }
     call(server, &["gc"], what);
-    if let Some(i) = &inc {
+    // A second incremental merged into a synthetic full (the first goes with the full).
+    m.fill(50, 10, Fill::Random);
+    let inc2 = inc.as_ref().and_then(|_| {
+        available(&call(
+            server,
+            &["backup", "create", &vol_id, "--incremental", "--wait"],
+            what,
+        ))
+    });
+    if let Some(i) = &inc2 {
+        call(server, &["backup", "merge", i], what);
+    }
+    if let Some(i) = inc2.as_ref().or(inc.as_ref()) {
         call(server, &["backup", "delete", i, "--wait"], what);
     }
     call(server, &["recover"], what);

@@ -261,6 +261,13 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
     );
     case!(
         unary,
+        "/blockdelta.v1.BackupService/MergeBackup",
+        Member,
+        NotFound,
+        pb::MergeBackupRequest { id: inc.clone() }
+    );
+    case!(
+        unary,
         "/blockdelta.v1.BackupService/VerifyBackup",
         Member,
         NotFound,

@@ -127,6 +127,19 @@ impl BackupService for BackupApi {
         .await
     }
 
+    async fn merge_backup(
+        &self,
+        req: Request<pb::MergeBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
+            Ok(convert::backup(svc, svc.merge_backup(&who, &r.id)?))
+        })
+        .await
+    }
+
     async fn restore_backup(
         &self,
         req: Request<pb::RestoreBackupRequest>,

@@ -94,5 +94,6 @@ pub fn backup(svc: &Service, b: BackupRecord) -> pb::Backup {
         error: b.error,
         content_hash: b.content_hash,
         chain_id: b.chain_id,
+        merged_at: b.merged_at,
     }
 }

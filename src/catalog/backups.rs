@@ -35,6 +35,8 @@ pub struct BackupRecord {
     pub completed_at: String,
     /// Its volume's project.
     pub project: String,
+    /// Set when it is a synthetic full: when its chain's older backups were merged into it.
+    pub merged_at: String,
 }
 
 /// Why a delete cannot start now.
@@ -50,8 +52,16 @@ pub enum DeleteRefusal {
     AlreadyDeleting,
 }
 
+/// Why a merge cannot drop one of the backups before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRefusal {
+    pub backup: String,
+    pub why: DeleteRefusal,
+}
+
 const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
-     changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at, project";
+     changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at, project, \
+     merged_at";
 
 impl Catalog {
     /// Inserts a backup after reserving its quota (unless `Quota::Exempt`, or it is
@@ -76,15 +86,15 @@ impl Catalog {
             let n = s.execute(
                 &format!(
                     "INSERT INTO backups ({BACKUP_COLUMNS})
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17
-                     WHERE ?18 = 0 OR ?5 IS NULL OR EXISTS
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18
+                     WHERE ?19 = 0 OR ?5 IS NULL OR EXISTS
                        (SELECT 1 FROM backups WHERE id = ?5 AND status IN ('available', 'restoring'))"
                 ),
                 &[
                     &b.id, &b.volume_id, &b.name, &b.kind, &b.parent_id, &b.chain_id, &b.status,
                     &b.size, &b.compression, &b.changed_blocks, &b.allocated_blocks,
                     &b.stored_bytes, &b.content_hash, &b.error, &b.created_at, &b.completed_at,
-                    &b.project, &checked,
+                    &b.project, &b.merged_at, &checked,
                 ],
             )?;
             match (&b.parent_id, n) {
@@ -115,6 +125,7 @@ impl Catalog {
             created_at: r.get(14)?,
             completed_at: r.get(15)?,
             project: r.get(16)?,
+            merged_at: r.get(17)?,
         })
     }
 
@@ -278,6 +289,83 @@ impl Catalog {
                 "UPDATE backups SET status = 'deleting', error = '' WHERE id = ?1",
                 &[&id],
             )?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// Records a merge in one transaction: `merged` (the synthetic full's new figures)
+    /// becomes a full with no parent and its former `ancestors` become `deleting`.
+    /// Refused, changing nothing, when an ancestor is not available, a delta volume uses
+    /// it, or a backup outside the merged chain depends on it.
+    pub fn record_merge(
+        &self,
+        merged: &BackupRecord,
+        ancestors: &[String],
+    ) -> Result<Result<(), MergeRefusal>, CatalogError> {
+        fault!("catalog.record_merge", CatalogError::disk_full);
+        self.write(|s| {
+            for id in ancestors {
+                let refused = |why| Ok(Err(MergeRefusal { backup: id.clone(), why }));
+                let status: Option<Status> = s
+                    .query_opt("SELECT status FROM backups WHERE id = ?1", &[id])?
+                    .map(|r| r.get(0))
+                    .transpose()?;
+                match status {
+                    Some(Status::Available) => {}
+                    Some(other) => return refused(DeleteRefusal::State(other)),
+                    None => {
+                        return Err(CatalogError::NotFound {
+                            kind: "backup",
+                            id: id.clone(),
+                        });
+                    }
+                }
+                let deltas: Vec<String> = s
+                    .query(
+                        "SELECT volume_id FROM delta_sources WHERE first_backup_id = ?1 OR second_backup_id = ?1
+                         ORDER BY volume_id",
+                        &[id],
+                    )?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect::<Result<_, _>>()?;
+                if !deltas.is_empty() {
+                    return refused(DeleteRefusal::DeltaSources(deltas));
+                }
+                let outside: Vec<String> = s
+                    .query(
+                        "SELECT id FROM backups WHERE parent_id = ?1 AND status != 'error' ORDER BY seq",
+                        &[id],
+                    )?
+                    .iter()
+                    .map(|r| r.get::<String>(0))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .filter(|child| *child != merged.id && !ancestors.contains(child))
+                    .collect();
+                if !outside.is_empty() {
+                    return refused(DeleteRefusal::Dependents(outside));
+                }
+            }
+            s.execute(
+                "UPDATE backups SET kind = ?2, parent_id = NULL, changed_blocks = ?3,
+                 allocated_blocks = ?4, stored_bytes = ?5, merged_at = ?6
+                 WHERE id = ?1",
+                &[
+                    &merged.id,
+                    &BackupKind::Full,
+                    &merged.changed_blocks,
+                    &merged.allocated_blocks,
+                    &merged.stored_bytes,
+                    &merged.merged_at,
+                ],
+            )?;
+            for id in ancestors {
+                s.execute(
+                    "UPDATE backups SET status = 'deleting', error = '' WHERE id = ?1",
+                    &[id],
+                )?;
+            }
             Ok(Ok(()))
         })
     }

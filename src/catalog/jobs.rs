@@ -28,6 +28,7 @@ impl JobRecord {
         match self.kind {
             JobKind::Backup => format!("backup {} on node {}", self.subject, self.node),
             JobKind::Restore => format!("restore of {} on node {}", self.subject, self.node),
+            JobKind::Merge => format!("merge into {} on node {}", self.subject, self.node),
         }
     }
 }
@@ -81,6 +82,8 @@ fn fail_job(s: &mut dyn Session, job: &JobRecord, reason: &str) -> Result<LostJo
             )?;
             false
         }
+        // A merge commits in one transaction or not at all: nothing to fail.
+        JobKind::Merge => false,
     };
     s.execute(
         "DELETE FROM jobs WHERE volume_id = ?1 AND node = ?2",

@@ -80,7 +80,12 @@ CREATE INDEX jobs_node ON jobs(node);
 ALTER TABLE attachments ADD COLUMN node TEXT NOT NULL DEFAULT '';
 ";
 
-const MIGRATIONS: &[&str] = &[V0, V1, V2];
+/// When a backup became a synthetic full (DESIGN.md §12). Both databases.
+const V3: &str = "
+ALTER TABLE backups ADD COLUMN merged_at TEXT NOT NULL DEFAULT '';
+";
+
+const MIGRATIONS: &[&str] = &[V0, V1, V2, V3];
 
 /// PostgreSQL's first version: SQLite's tables as of version 1, in PostgreSQL's types.
 const PG_V1: &str = "
@@ -126,7 +131,7 @@ CREATE TABLE quotas (
 CREATE TABLE settings (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 ";
 
-const PG_MIGRATIONS: &[&str] = &[PG_V1, V2];
+const PG_MIGRATIONS: &[&str] = &[PG_V1, V2, V3];
 
 /// Runs, inside the writers' transaction (one node at a time), every PostgreSQL migration
 /// the database has not had; all or none, since PostgreSQL's DDL is transactional.

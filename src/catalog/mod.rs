@@ -30,7 +30,7 @@ use db::Session;
 
 pub use attachments::AttachmentRecord;
 pub use audit::audit_line;
-pub use backups::{BackupRecord, DeleteRefusal, well_formed_backup_id};
+pub use backups::{BackupRecord, DeleteRefusal, MergeRefusal, well_formed_backup_id};
 pub use deltas::DeltaSourceRecord;
 pub use error::CatalogError;
 pub use identity::{ProjectRecord, TokenRecord};

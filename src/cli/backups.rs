@@ -63,6 +63,9 @@ pub enum BackupCommand {
     },
     /// Read and check everything a restore of the backup needs.
     Verify { id: String },
+    /// Make the backup a synthetic full (kind `full`, marked merged) from its chain's
+    /// metadata and remove the backups before it; `gc` then reclaims their frames.
+    Merge { id: String },
     /// The backup's change bitmap (against its parent) as extents.
     ChangedBlocks {
         id: String,
@@ -202,6 +205,13 @@ pub async fn run(channel: Channel, cmd: BackupCommand, json: bool) -> anyhow::Re
             } else {
                 print_volume(&v, json, true);
             }
+        }
+        BackupCommand::Merge { id } => {
+            let b = c
+                .merge_backup(pb::MergeBackupRequest { id })
+                .await?
+                .into_inner();
+            print_backup(&b, json, true);
         }
         BackupCommand::Verify { id } => {
             let r = c

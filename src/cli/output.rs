@@ -166,6 +166,8 @@ pub fn backup_json(b: &pb::Backup) -> Value {
         "changed_blocks": b.changed_blocks, "allocated_blocks": b.allocated_blocks,
         "stored_bytes": b.stored_bytes, "content_hash": b.content_hash, "error": b.error,
         "progress_done": b.progress_done, "progress_total": b.progress_total,
+        "merged": !b.merged_at.is_empty(),
+        "merged_at": if b.merged_at.is_empty() { Value::Null } else { json!(b.merged_at) },
     })
 }
 
@@ -180,7 +182,15 @@ pub fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
     } else if detailed {
         outln!("id:             {}", b.id);
         outln!("name:           {}", b.name);
-        outln!("kind:           {}", b.kind);
+        if b.merged_at.is_empty() {
+            outln!("kind:           {}", b.kind);
+        } else {
+            outln!(
+                "kind:           {} (synthetic: merged {})",
+                b.kind,
+                b.merged_at
+            );
+        }
         outln!("status:         {}", b.status);
         outln!("volume:         {}", b.volume_id);
         outln!("parent:         {parent}");

@@ -355,6 +355,7 @@ mod tests {
                 changed_blocks: 0,
                 allocated_blocks: 0,
                 stored_bytes: 0,
+                merged_at: None,
             },
             source: dir.join("vol.img"),
             codec,

@@ -158,6 +158,21 @@ pub enum Refusal {
     BackupBeingCreated { id: String },
     #[error("backup {id} is being restored; delete it when the restore ends")]
     BackupBeingRestored { id: String },
+    #[error("cannot merge into backup {target}: backup {backup} {reason}")]
+    MergeBlocked {
+        target: String,
+        backup: String,
+        reason: String,
+    },
+    #[error(
+        "backup {target} is a synthetic full now, but the backups merged into it ({}) could not be removed: {reason}; delete them",
+        left.join(", ")
+    )]
+    MergeLeftBackups {
+        target: String,
+        left: Vec<String>,
+        reason: String,
+    },
     #[error("backup {id} is {status}, not available")]
     BackupNotAvailable { id: String, status: Status },
     #[error("backup {id} is missing from the repository")]

@@ -201,8 +201,8 @@ impl ChainReader {
         outcome
     }
 
-    /// Where the bytes of `tracking_block` as of `backup_id` are stored, or `None`
-    /// when the block reads as zeros.
+    /// Where the bytes of `tracking_block` as of `backup_id` are stored (the frame and
+    /// the block its bytes start with), or `None` when the block reads as zeros.
     pub fn locate(
         &self,
         backup_id: &str,
@@ -221,7 +221,7 @@ impl ChainReader {
                     format!("changed block {tracking_block} has no extent"),
                 )
             })?;
-            return Ok(Some((ext.frame, ext.first_block)));
+            return Ok(Some((ext.frame, ext.frame_first_block())));
         }
         Ok(None)
     }

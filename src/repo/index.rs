@@ -3,12 +3,13 @@
 //!
 //! `backups/<backup id>.index`, little-endian:
 //! ```text
-//! "BDIDX002"
+//! "BDIDX003"
 //! manifest_len:u32  manifest (JSON, `BackupManifest`: self-describing for `recover`)
 //! change_len:u64    change bitmap   (RoaringTreemap portable serialization)
 //! alloc_len:u64     allocated bitmap (RoaringTreemap portable serialization)
 //! head_sum          blake3 of everything before it (32)
 //! count:u64         extents: first_block:u64 blocks:u32 pack:16 offset:u64 stored_len:u32 hash:32
+//!                   skip:u32 (blocks of the frame before `first_block`; "BDIDX002" has none)
 //! blake3 of everything before it (32)
 //! ```
 //! The head (manifest and bitmaps) carries its own checksum so that a delta,
@@ -20,6 +21,9 @@
 //! (`change ∩ allocated`) in ascending order, and a blake3 trailer. A backup's
 //! whole map is its chain's, newest first (`ChainReader::fingerprints`), so an
 //! incremental's metadata grows with its changes, not with the volume.
+//! A synthetic full (a merge, see `repo::merge`) keeps its own in
+//! `backups/<backup id>.merged.fingerprints`, so the object an older index names is
+//! never rewritten under it.
 //! The index is written last: it is the backup's commit point.
 //!
 //! Why per-block fingerprints rather than per-region hashes plus a read-back of
@@ -35,9 +39,12 @@ use super::RepoError;
 use super::pack::{FrameLocation, PackId};
 use crate::kinds::{BackupKind, VolumeKind};
 
-const INDEX_MAGIC: &[u8; 8] = b"BDIDX002";
+const INDEX_MAGIC: &[u8; 8] = b"BDIDX003";
+/// Indexes written before extents could start inside their frame (merges).
+const INDEX_MAGIC_V2: &[u8; 8] = b"BDIDX002";
 const FP_MAGIC: &[u8; 8] = b"BDFP0001";
-const EXTENT_LEN: usize = 8 + 4 + 16 + 8 + 4 + 32;
+const EXTENT_LEN_V2: usize = 8 + 4 + 16 + 8 + 4 + 32;
+const EXTENT_LEN: usize = EXTENT_LEN_V2 + 4;
 
 /// The volume a backup was taken of, as it was then: enough to recreate the
 /// volume's catalog record from the repository alone. As `volumes/<id>.json` it also
@@ -107,19 +114,31 @@ pub struct BackupManifest {
     pub changed_blocks: u64,
     pub allocated_blocks: u64,
     pub stored_bytes: u64,
+    /// Set on a synthetic full: when the chain before it was merged into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_at: Option<String>,
 }
 
-/// One run of consecutive changed tracking blocks stored as one frame.
+/// One run of consecutive tracking blocks whose bytes are in one frame: a whole frame
+/// as a backup wrote it, or (in a synthetic full) the part of an older frame that is
+/// still current.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extent {
     pub first_block: u64,
     pub blocks: u32,
     pub frame: FrameLocation,
+    /// Blocks of the frame before `first_block`.
+    pub skip: u32,
 }
 
 impl Extent {
     pub fn end_block(&self) -> u64 {
         self.first_block + self.blocks as u64
+    }
+
+    /// The block the frame's first bytes belong to.
+    pub fn frame_first_block(&self) -> u64 {
+        self.first_block - self.skip as u64
     }
 }
 
@@ -180,6 +199,7 @@ impl BackupIndex {
             out.extend_from_slice(&e.frame.offset.to_le_bytes());
             out.extend_from_slice(&e.frame.stored_len.to_le_bytes());
             out.extend_from_slice(&e.frame.hash);
+            out.extend_from_slice(&e.skip.to_le_bytes());
         }
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
@@ -188,9 +208,14 @@ impl BackupIndex {
 
     pub fn decode(bytes: &[u8], object: &str) -> Result<BackupIndex, RepoError> {
         let bad = |reason: &str| RepoError::corrupt(object, reason);
-        if bytes.len() < INDEX_MAGIC.len() + 32 || &bytes[..8] != INDEX_MAGIC {
+        if bytes.len() < INDEX_MAGIC.len() + 32 {
             return Err(bad("not a backup index"));
         }
+        let extent_len = match &bytes[..8] {
+            m if m == INDEX_MAGIC => EXTENT_LEN,
+            m if m == INDEX_MAGIC_V2 => EXTENT_LEN_V2,
+            _ => return Err(bad("not a backup index")),
+        };
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(body).as_bytes() != sum {
             return Err(bad("blake3 mismatch"));
@@ -198,7 +223,7 @@ impl BackupIndex {
         let mut r = Cursor { buf: body, pos: 0 };
         let head = IndexHead::parse(&mut r, object)?;
         let count = r.u64().ok_or_else(|| bad("truncated"))? as usize;
-        if count > (body.len() - r.pos) / EXTENT_LEN {
+        if count > (body.len() - r.pos) / extent_len {
             return Err(bad("extent count larger than the index"));
         }
         let mut extents = Vec::with_capacity(count);
@@ -211,6 +236,13 @@ impl BackupIndex {
             let stored_len = r.u32().ok_or_else(|| bad("truncated"))?;
             let mut hash = [0u8; 32];
             hash.copy_from_slice(r.take(32).ok_or_else(|| bad("truncated"))?);
+            let skip = match extent_len {
+                EXTENT_LEN => r.u32().ok_or_else(|| bad("truncated"))?,
+                _ => 0,
+            };
+            if skip as u64 > first_block {
+                return Err(bad("an extent starts before its frame's first block"));
+            }
             extents.push(Extent {
                 first_block,
                 blocks,
@@ -220,6 +252,7 @@ impl BackupIndex {
                     stored_len,
                     hash,
                 },
+                skip,
             });
         }
         if extents
@@ -250,8 +283,9 @@ impl IndexHead {
     /// Parses the head at the start of `r` and checks its own checksum.
     fn parse(r: &mut Cursor<'_>, object: &str) -> Result<IndexHead, RepoError> {
         let bad = |reason: &str| RepoError::corrupt(object, reason);
-        if r.take(8) != Some(&INDEX_MAGIC[..]) {
-            return Err(bad("not a backup index"));
+        match r.take(8) {
+            Some(m) if m == INDEX_MAGIC || m == INDEX_MAGIC_V2 => {}
+            _ => return Err(bad("not a backup index")),
         }
         let mlen = r.u32().ok_or_else(|| bad("truncated"))? as usize;
         let manifest: BackupManifest =
@@ -448,6 +482,7 @@ mod tests {
                 changed_blocks: 11,
                 allocated_blocks: 11,
                 stored_bytes: 0,
+                merged_at: None,
             },
             change,
             allocated,
@@ -460,6 +495,7 @@ mod tests {
                     stored_len: 100,
                     hash: [9; 32],
                 },
+                skip: 0,
             }],
         }
     }
@@ -481,6 +517,38 @@ mod tests {
             assert!(BackupIndex::decode(&b, "i").is_err());
         }
         assert!(BackupIndex::decode(&bytes[..20], "i").is_err());
+    }
+
+    /// Indexes written before extents had `skip` ("BDIDX002") read as whole frames.
+    #[test]
+    fn version_2_indexes_still_read() {
+        let idx = sample();
+        let v3 = idx.encode().unwrap();
+        let (head, _) = v3.split_at(v3.len() - 32 - 8 - EXTENT_LEN - 32);
+        let mut v2 = head.to_vec();
+        v2[..8].copy_from_slice(INDEX_MAGIC_V2);
+        let head_sum = blake3::hash(&v2);
+        v2.extend_from_slice(head_sum.as_bytes());
+        v2.extend_from_slice(&1u64.to_le_bytes());
+        let extent_at = v3.len() - 32 - EXTENT_LEN;
+        v2.extend_from_slice(&v3[extent_at..extent_at + EXTENT_LEN_V2]);
+        let sum = blake3::hash(&v2);
+        v2.extend_from_slice(sum.as_bytes());
+        let back = BackupIndex::decode(&v2, "i").unwrap();
+        assert_eq!(back.manifest, idx.manifest);
+        assert_eq!(back.extents, idx.extents);
+        // A skip reaching before block 0 is damage.
+        let mut bad = idx.clone();
+        bad.extents[0].skip = 11;
+        assert!(BackupIndex::decode(&bad.encode().unwrap(), "i").is_err());
+        bad.extents[0].skip = 10;
+        assert_eq!(
+            BackupIndex::decode(&bad.encode().unwrap(), "i")
+                .unwrap()
+                .extents[0]
+                .frame_first_block(),
+            0
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl BackupWriter {
             first_block,
             blocks,
             frame: frame_location,
+            skip: 0,
         });
         if pack.is_full()
             && let Some(full) = self.pack.take()
@@ -96,9 +97,7 @@ impl BackupWriter {
             // Every pack is durable before anything names it.
             sealer.wait()?;
         }
-        let fingerprint_bytes = self
-            .repo
-            .write_fingerprints(&self.backup_id, fingerprints)?;
+        let fingerprint_bytes = self.repo.write_fingerprints(&manifest, fingerprints)?;
         manifest.stored_bytes = self.frame_bytes + fingerprint_bytes;
         let mut extents = std::mem::take(&mut self.extents);
         extents.sort_by_key(|e| e.first_block);

@@ -157,6 +157,7 @@ impl Service {
                 changed_blocks: 0,
                 allocated_blocks: 0,
                 stored_bytes: 0,
+                merged_at: None,
             },
             source: PathBuf::from(&volume.path),
             codec,

@@ -14,6 +14,7 @@ mod backups;
 pub mod cluster;
 mod identity;
 mod integrity;
+mod merge;
 mod recover;
 mod state;
 mod volumes;

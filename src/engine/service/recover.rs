@@ -156,6 +156,7 @@ impl Service {
                 created_at: m.created_at.clone(),
                 completed_at: m.completed_at.clone(),
                 project: m.volume.project.clone(),
+                merged_at: m.merged_at.clone().unwrap_or_default(),
             };
             self.catalog.insert_backup(&record, Quota::Exempt)?;
             report.backups += 1;
