@@ -261,6 +261,15 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
     );
     case!(
         unary,
+        "/blockdelta.v1.BackupService/CancelRestore",
+        Member,
+        NotFound,
+        pb::CancelRestoreRequest {
+            volume: vol.clone()
+        }
+    );
+    case!(
+        unary,
         "/blockdelta.v1.BackupService/MergeBackup",
         Member,
         NotFound,

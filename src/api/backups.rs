@@ -127,6 +127,19 @@ impl BackupService for BackupApi {
         .await
     }
 
+    async fn cancel_restore(
+        &self,
+        req: Request<pb::CancelRestoreRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let v = api.svc.cancel_restore(&who, &r.volume)?;
+            Ok(convert::volume(api, v))
+        })
+        .await
+    }
+
     async fn merge_backup(
         &self,
         req: Request<pb::MergeBackupRequest>,

@@ -63,6 +63,10 @@ pub enum BackupCommand {
     },
     /// Read and check everything a restore of the backup needs.
     Verify { id: String },
+    /// Stop the restore running onto VOLUME (id or name): it ends `error` "restore
+    /// cancelled"; answers once the restore has stopped.
+    #[command(name = "restore-cancel")]
+    RestoreCancel { volume: String },
     /// Make the backup a synthetic full (kind `full`, marked merged) from its chain's
     /// metadata and remove the backups before it; `gc` then reclaims their frames.
     Merge { id: String },
@@ -205,6 +209,13 @@ pub async fn run(channel: Channel, cmd: BackupCommand, json: bool) -> anyhow::Re
             } else {
                 print_volume(&v, json, true);
             }
+        }
+        BackupCommand::RestoreCancel { volume } => {
+            let v = c
+                .cancel_restore(pb::CancelRestoreRequest { volume })
+                .await?
+                .into_inner();
+            print_volume(&v, json, true);
         }
         BackupCommand::Merge { id } => {
             let b = c

@@ -173,6 +173,10 @@ pub enum Refusal {
         left: Vec<String>,
         reason: String,
     },
+    #[error("no restore is running onto volume {volume} (it is {status})")]
+    NoRestoreRunning { volume: String, status: Status },
+    #[error("the restore onto volume {volume} runs on node {node}: cancel it there")]
+    RestoreOnOtherNode { volume: String, node: String },
     #[error("backup {id} is {status}, not available")]
     BackupNotAvailable { id: String, status: Status },
     #[error("backup {id} is missing from the repository")]

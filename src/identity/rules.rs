@@ -47,6 +47,7 @@ const RULES: &[(&str, Rule)] = {
         ("/blockdelta.v1.BackupService/GetBackup", Token(Reader)),
         ("/blockdelta.v1.BackupService/DeleteBackup", Token(Member)),
         ("/blockdelta.v1.BackupService/MergeBackup", Token(Member)),
+        ("/blockdelta.v1.BackupService/CancelRestore", Token(Member)),
         ("/blockdelta.v1.BackupService/RestoreBackup", Token(Member)),
         // Reads every frame of a chain: work a reader should not be able to start at will.
         ("/blockdelta.v1.BackupService/VerifyBackup", Token(Member)),

@@ -512,6 +512,11 @@ impl Service {
             };
             let (st, err) = match &result {
                 Ok(()) => (Status::Available, String::new()),
+                // Cancelled by `restore-cancel`, not by a shutdown (that is "interrupted").
+                Err(_) if control.is_cancelled() && !svc.is_stopping() => {
+                    tracing::info!(backup = %backup_id, volume = %volume_id, "restore cancelled");
+                    (Status::Error, RESTORE_CANCELLED.to_string())
+                }
                 Err(e) => {
                     tracing::warn!(backup = %backup_id, volume = %volume_id, error = %e, "restore failed");
                     (Status::Error, e.to_string())
@@ -583,6 +588,9 @@ fn delete_refused(id: &str, refusal: DeleteRefusal) -> EngineError {
     }
     .into()
 }
+
+/// A cancelled restore's volume error, as cinder words it.
+pub(super) const RESTORE_CANCELLED: &str = "restore cancelled";
 
 /// A new incremental whose parent went meanwhile (deleted on another node, say).
 fn parent_gone(e: CatalogError) -> EngineError {

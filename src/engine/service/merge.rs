@@ -8,7 +8,8 @@
 //! 3. one catalog transaction makes it a full and its ancestors `deleting`, refused if
 //!    one of them is in use (a delta volume's source, a restore) — then nothing but
 //!    the index changed, which says the same bytes;
-//! 4. the ancestors' indexes and records go, then `gc` reclaims what nobody references.
+//! 4. the ancestors' indexes and records go; then `gc`, in the background, reclaims what
+//!    nobody references.
 //!
 //! A failure in 4, or a crash between 3 and 4, leaves the ancestors `error` (at the next
 //! start: "interrupted"), with their indexes: deleting them again finishes the job.
@@ -57,9 +58,20 @@ impl Service {
         };
         self.remove_merged_away(id, &ancestors)?;
         self.repo.remove_unmerged_fingerprints(id);
-        if let Err(e) = self.collect_garbage() {
-            tracing::warn!(error = %e, "garbage collection after a merge failed; run gc");
-        }
+        // Reclaiming the frames is gc's work, not the merge's: it follows in the
+        // background (an explicit `gc` waits for it).
+        let svc = self.clone();
+        std::thread::spawn(move || {
+            let collected =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| svc.collect_garbage()));
+            match collected {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "garbage collection after a merge failed; run gc")
+                }
+                Err(_) => tracing::error!("garbage collection after a merge panicked"),
+            }
+        });
         Ok(record)
     }
 

@@ -16,6 +16,7 @@ mod identity;
 mod integrity;
 mod merge;
 mod recover;
+mod restore_cancel;
 mod state;
 mod volumes;
 
@@ -267,6 +268,11 @@ impl Service {
             }
         });
         *lock(&job.handle) = Some(handle);
+    }
+
+    /// Whether `shutdown` has begun (a job cancelled now is interrupted, not cancelled).
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Graceful shutdown: cancels every running job and waits for each to record
