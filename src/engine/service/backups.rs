@@ -389,7 +389,11 @@ impl Service {
         }
     }
 
-    fn available_backup(&self, caller: &Caller, id: &str) -> Result<BackupRecord, EngineError> {
+    pub(super) fn available_backup(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<BackupRecord, EngineError> {
         let backup = self.get_backup(caller, id)?;
         if backup.status != Status::Available {
             return Err(Refusal::BackupNotAvailable {

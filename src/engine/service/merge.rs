@@ -35,14 +35,7 @@ impl Service {
         caller: &Caller,
         id: &str,
     ) -> Result<BackupRecord, EngineError> {
-        let backup = self.get_backup(caller, id)?;
-        if backup.status != Status::Available {
-            return Err(Refusal::BackupNotAvailable {
-                id: id.to_string(),
-                status: backup.status,
-            }
-            .into());
-        }
+        let backup = self.available_backup(caller, id)?;
         if backup.parent_id.is_none() {
             return Ok(backup);
         }
