@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/blockdelta/v1/volume.proto",
     "proto/blockdelta/v1/backup.proto",
     "proto/blockdelta/v1/identity.proto",
+    "proto/blockdelta/v1/policy.proto",
     "proto/csi/v1/snapshot_metadata.proto",
     "proto/csi/v1/identity.proto",
 ];

@@ -131,6 +131,19 @@ string_enum! {
 }
 
 string_enum! {
+    /// How a policy's run on one volume ended (`policy show`, `report`).
+    RunOutcome {
+        /// Its backup, retention or copy is still going.
+        #[default]
+        Running = "running",
+        /// The backup is available; retention and the copy (if any) did their work.
+        Succeeded = "succeeded",
+        /// The backup failed, or retention or the copy did (the error says which).
+        Failed = "failed",
+    }
+}
+
+string_enum! {
     /// Whether a node of the cluster is heartbeating (`service list`).
     NodeState {
         #[default]

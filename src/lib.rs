@@ -25,6 +25,8 @@ mod export;
 mod faults;
 mod identity;
 mod kinds;
+mod lifecycle;
+pub mod metrics;
 mod repo;
 mod sync;
 

@@ -106,6 +106,16 @@ enum Command {
     },
     /// Remove repository packs that no backup references.
     Gc,
+    /// Backup policies: schedules, retention by merging, copies; assign them to volumes.
+    #[command(subcommand)]
+    Policy(cli::policies::PolicyCommand),
+    /// What happened since a time: per volume its backups (duration, sizes, throughput),
+    /// per policy its runs, totals, repository space (the LVM script's mail).
+    Report {
+        /// How far back: a number and s, m, h or d.
+        #[arg(long, default_value = "24h")]
+        since: String,
+    },
     /// The nodes sharing this catalog (cinder's `volume service list`).
     #[command(subcommand)]
     Service(cli::cluster::ServiceCommand),
@@ -199,6 +209,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::volumes::run(channel, cmd, cli.json).await
         }
         Command::Service(cmd) => cli::cluster::run(channel, cmd, cli.json).await,
+        Command::Policy(cmd) => cli::policies::run(channel, cmd, cli.json).await,
+        Command::Report { since } => cli::policies::report(channel, since, cli.json).await,
         Command::Backup(cmd) => cli::backups::run(channel, cmd, cli.json).await,
         Command::ChangedBlocks(args) => cli::changed::run(channel, args, cli.json).await,
         Command::Audit { id } => cli::volumes::audit(channel, id).await,

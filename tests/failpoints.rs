@@ -92,6 +92,8 @@ const EXEMPT: &[(&str, &str)] = &[
     ("catalog/jobs.rs", "fail_job"),
     // the row insert shared by insert_volume and insert_delta_volume, both with failpoints
     ("catalog/volumes.rs", "insert_volume_row"),
+    // the run insert shared by take_slot and insert_run, both with failpoints
+    ("catalog/policies.rs", "insert_run"),
     // removing the file of a volume the catalog refused: cleanup of a failed create
     ("engine/service/volumes.rs", "insert_volume"),
     // removing the file of a restore whose catalog transaction failed: cleanup likewise
@@ -292,6 +294,30 @@ fn workload(server: &Server, what: &str) {
     if let Some(i) = inc2.as_ref().or(inc.as_ref()) {
         call(server, &["backup", "delete", i, "--wait"], what);
     }
+    // A policy run: a backup, retention by merging, a copy to a second repository.
+    let dr = server.data_dir.with_file_name("dr");
+    let dr = dr.to_str().unwrap();
+    call(
+        server,
+        &[
+            "policy",
+            "create",
+            "p",
+            "--schedule",
+            "daily 02:00",
+            "--incremental",
+            "--keep-last",
+            "2",
+            "--copy-to",
+            dr,
+        ],
+        what,
+    );
+    call(server, &["policy", "assign", &vol_id, "p"], what);
+    m.fill(70, 10, Fill::Random);
+    call(server, &["policy", "run", "p", "--wait"], what);
+    call(server, &["policy", "unassign", &vol_id, "p"], what);
+    call(server, &["policy", "delete", "p"], what);
     call(server, &["recover"], what);
 }
 

@@ -270,6 +270,106 @@ fn cases(ids: &Ids) -> BTreeMap<&'static str, Case> {
     );
     case!(
         unary,
+        "/blockdelta.v1.BackupService/CopyBackup",
+        Admin,
+        Denied,
+        pb::CopyBackupRequest {
+            id: full.clone(),
+            to: "/tmp/blockdelta-isolation-copy".into()
+        }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.BackupService/ExportBackupRecord",
+        Admin,
+        Denied,
+        pb::ExportBackupRecordRequest { id: full.clone() }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.BackupService/ImportBackupRecord",
+        Admin,
+        Denied,
+        pb::BackupRecordExport {
+            backup_service: "blockdelta".into(),
+            backup_url: "AAAA".into()
+        }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.ReportService/GetReport",
+        Reader,
+        Answered,
+        pb::GetReportRequest {
+            since: "24h".into()
+        }
+    );
+    // Policies are named within their project: B's "pa" does not exist.
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/CreatePolicy",
+        Member,
+        Denied,
+        pb::CreatePolicyRequest {
+            name: "pb".into(),
+            schedule: "hourly".into(),
+            copy_to: "/tmp/blockdelta-isolation-copy".into(),
+            ..Default::default()
+        }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/ListPolicies",
+        Reader,
+        Answered,
+        pb::ListPoliciesRequest {}
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/GetPolicy",
+        Reader,
+        NotFound,
+        pb::GetPolicyRequest { name: "pa".into() }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/DeletePolicy",
+        Member,
+        NotFound,
+        pb::DeletePolicyRequest { name: "pa".into() }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/AssignPolicy",
+        Member,
+        NotFound,
+        pb::AssignPolicyRequest {
+            volume: vol.clone(),
+            policy: "pa".into()
+        }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/UnassignPolicy",
+        Member,
+        NotFound,
+        pb::AssignPolicyRequest {
+            volume: vol.clone(),
+            policy: "pa".into()
+        }
+    );
+    case!(
+        unary,
+        "/blockdelta.v1.PolicyService/RunPolicy",
+        Member,
+        NotFound,
+        pb::RunPolicyRequest {
+            name: "pa".into(),
+            wait: true
+        }
+    );
+    case!(
+        unary,
         "/blockdelta.v1.BackupService/MergeBackup",
         Member,
         NotFound,
@@ -510,6 +610,7 @@ fn state(server: &Server) -> String {
         &["volume", "list"][..],
         &["backup", "list"],
         &["project", "list"],
+        &["policy", "list"],
         &["quota", "show", "a", "--usage"],
         &["quota", "show", "b", "--usage"],
         &["audit"],
@@ -578,6 +679,8 @@ async fn every_rpc_refuses_the_wrong_caller_and_changes_nothing() {
         "da",
     ])["id"]);
     as_a(&["volume", "attach", &delta]);
+    as_a(&["policy", "create", "pa", "--schedule", "daily 02:00"]);
+    as_a(&["policy", "assign", &vol, "pa"]);
     let (member_id, _member) = token(&server, "a", "member");
     let (_, reader) = token(&server, "a", "reader");
     let (_, other) = token(&server, "b", "member");
@@ -660,6 +763,8 @@ async fn every_rpc_refuses_the_wrong_caller_and_changes_nothing() {
         &["backup", "list"],
         &["audit"],
         &["project", "list"],
+        &["policy", "list"],
+        &["report", "--since", "1h"],
     ] {
         let (ok, out) = b_cli(args);
         assert!(ok, "{args:?}: {out}");

@@ -73,6 +73,7 @@ impl BackupService for BackupApi {
                     incremental: r.incremental,
                     force: r.force,
                     compression: r.compression,
+                    source: None,
                 },
             )?;
             Ok(convert::backup(svc, b))
@@ -136,6 +137,55 @@ impl BackupService for BackupApi {
         blocking(&self.api, move |api| {
             let v = api.svc.cancel_restore(&who, &r.volume)?;
             Ok(convert::volume(api, v))
+        })
+        .await
+    }
+
+    async fn copy_backup(
+        &self,
+        req: Request<pb::CopyBackupRequest>,
+    ) -> Result<Response<pb::CopyBackupResponse>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
+            let (b, count) = svc.copy_backup(&who, &r.id, &r.to)?;
+            Ok(pb::CopyBackupResponse {
+                backup: Some(convert::backup(svc, b)),
+                to: r.to,
+                objects: count.objects,
+                bytes: count.bytes,
+            })
+        })
+        .await
+    }
+
+    async fn export_backup_record(
+        &self,
+        req: Request<pb::ExportBackupRecordRequest>,
+    ) -> Result<Response<pb::BackupRecordExport>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let (backup_service, backup_url) = api.svc.export_backup(&who, &r.id)?;
+            Ok(pb::BackupRecordExport {
+                backup_service,
+                backup_url,
+            })
+        })
+        .await
+    }
+
+    async fn import_backup_record(
+        &self,
+        req: Request<pb::BackupRecordExport>,
+    ) -> Result<Response<pb::Backup>, Status> {
+        let who = caller(&req)?;
+        let r = req.into_inner();
+        blocking(&self.api, move |api| {
+            let svc = &api.svc;
+            let b = svc.import_backup(&who, &r.backup_service, &r.backup_url)?;
+            Ok(convert::backup(svc, b))
         })
         .await
     }

@@ -9,6 +9,8 @@ pub mod convert;
 pub mod csi;
 pub mod csi_identity;
 pub mod identity;
+pub mod metrics;
+pub mod policies;
 pub mod status;
 pub mod volumes;
 
@@ -117,6 +119,8 @@ pub async fn serve(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use pb::backup_service_server::BackupServiceServer;
     use pb::identity_service_server::IdentityServiceServer;
+    use pb::policy_service_server::PolicyServiceServer;
+    use pb::report_service_server::ReportServiceServer;
     use pb::volume_service_server::VolumeServiceServer;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -130,6 +134,12 @@ pub async fn serve(
         .await;
     health
         .set_serving::<IdentityServiceServer<identity::IdentityApi>>()
+        .await;
+    health
+        .set_serving::<PolicyServiceServer<policies::PolicyApi>>()
+        .await;
+    health
+        .set_serving::<ReportServiceServer<policies::ReportApi>>()
         .await;
     // Both reflection versions: grpcurl and most tools ask v1, Python's
     // grpcio-reflection client still asks v1alpha.
@@ -156,6 +166,12 @@ pub async fn serve(
             api: api.clone(),
         }))
         .add_service(IdentityServiceServer::new(identity::IdentityApi {
+            api: api.clone(),
+        }))
+        .add_service(PolicyServiceServer::new(policies::PolicyApi {
+            api: api.clone(),
+        }))
+        .add_service(ReportServiceServer::new(policies::ReportApi {
             api: api.clone(),
         }))
         .add_service(csi_pb::identity_server::IdentityServer::new(

@@ -85,7 +85,29 @@ const V3: &str = "
 ALTER TABLE backups ADD COLUMN merged_at TEXT NOT NULL DEFAULT '';
 ";
 
-const MIGRATIONS: &[&str] = &[V0, V1, V2, V3];
+/// Policies, the volumes they are assigned to (with the last slot run, which makes the
+/// scheduler's one catch-up after downtime) and their runs (DESIGN.md §12). Both databases.
+const V4: &str = "
+CREATE TABLE policies (
+    project TEXT NOT NULL, name TEXT NOT NULL, schedule TEXT NOT NULL,
+    incremental BIGINT NOT NULL, full_every BIGINT NOT NULL, keep_last BIGINT NOT NULL,
+    keep_days BIGINT NOT NULL, copy_to TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (project, name));
+CREATE TABLE policy_volumes (
+    project TEXT NOT NULL, policy TEXT NOT NULL, volume_id TEXT NOT NULL,
+    last_slot_ms BIGINT NOT NULL, runs_since_full BIGINT NOT NULL, assigned_at TEXT NOT NULL,
+    PRIMARY KEY (project, policy, volume_id));
+CREATE INDEX policy_volumes_volume ON policy_volumes(volume_id);
+CREATE TABLE policy_runs (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, policy TEXT NOT NULL, volume_id TEXT NOT NULL,
+    slot_ms BIGINT NOT NULL, node TEXT NOT NULL, backup_id TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', pruned TEXT NOT NULL DEFAULT '',
+    copied_to TEXT NOT NULL DEFAULT '', started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL DEFAULT '');
+CREATE INDEX policy_runs_policy ON policy_runs(project, policy, started_at);
+";
+
+const MIGRATIONS: &[&str] = &[V0, V1, V2, V3, V4];
 
 /// PostgreSQL's first version: SQLite's tables as of version 1, in PostgreSQL's types.
 const PG_V1: &str = "
@@ -131,7 +153,7 @@ CREATE TABLE quotas (
 CREATE TABLE settings (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 ";
 
-const PG_MIGRATIONS: &[&str] = &[PG_V1, V2, V3];
+const PG_MIGRATIONS: &[&str] = &[PG_V1, V2, V3, V4];
 
 /// Runs, inside the writers' transaction (one node at a time), every PostgreSQL migration
 /// the database has not had; all or none, since PostgreSQL's DDL is transactional.

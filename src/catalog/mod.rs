@@ -7,8 +7,8 @@
 //! Never does I/O on volumes or the repository. This file: opening it on either database,
 //! and what spans volumes and backups at once (a restore's start); [`db`] is the seam to
 //! the databases (and the kinds' column forms); [`volumes`], [`backups`], [`audit`],
-//! [`identity`], [`quotas`], [`attachments`], [`deltas`], [`nodes`] and [`jobs`] hold the
-//! rest, one table family each.
+//! [`identity`], [`quotas`], [`attachments`], [`deltas`], [`nodes`], [`jobs`] and [`policies`]
+//! hold the rest, one table family each.
 
 pub mod attachments;
 mod audit;
@@ -20,6 +20,7 @@ pub mod identity;
 mod jobs;
 mod migrations;
 mod nodes;
+mod policies;
 mod quotas;
 mod volumes;
 
@@ -36,6 +37,7 @@ pub use error::CatalogError;
 pub use identity::{ProjectRecord, TokenRecord};
 pub use jobs::{Claim, JobRecord};
 pub use nodes::NodeRecord;
+pub use policies::{AssignmentRecord, PolicyInUse, PolicyRecord, RunRecord};
 pub use volumes::VolumeRecord;
 pub(crate) use volumes::{insert_volume_row, volume_ask};
 

@@ -7,7 +7,7 @@ use crate::faults::fault;
 use crate::identity::quota::Ask;
 use crate::kinds::QuotaResource;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VolumeRecord {
     pub id: String,
     /// The project that owns it (and its backups, attachment and delta sources).
@@ -140,6 +140,7 @@ impl Catalog {
             }
             s.execute("DELETE FROM attachments WHERE volume_id = ?1", &[&id])?;
             s.execute("DELETE FROM delta_sources WHERE volume_id = ?1", &[&id])?;
+            s.execute("DELETE FROM policy_volumes WHERE volume_id = ?1", &[&id])?;
             s.execute("DELETE FROM volumes WHERE id = ?1", &[&id])?;
             Ok(())
         })

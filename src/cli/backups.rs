@@ -70,6 +70,19 @@ pub enum BackupCommand {
     /// Make the backup a synthetic full (kind `full`, marked merged) from its chain's
     /// metadata and remove the backups before it; `gc` then reclaims their frames.
     Merge { id: String },
+    /// Copy the backup, and what of its chain the destination lacks, to another
+    /// repository (a directory or s3://BUCKET/PREFIX on the server; admins only).
+    Copy {
+        id: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Print the backup's record (cinder's export-record): backup_service and backup_url,
+    /// for `backup import` on a server sharing the repository (admins only).
+    Export { id: String },
+    /// Re-create an exported backup's catalog rows, and its chain's, from the repository
+    /// (cinder's import-record; admins only).
+    Import { service: String, url: String },
     /// The backup's change bitmap (against its parent) as extents.
     ChangedBlocks {
         id: String,
@@ -220,6 +233,51 @@ pub async fn run(channel: Channel, cmd: BackupCommand, json: bool) -> anyhow::Re
         BackupCommand::Merge { id } => {
             let b = c
                 .merge_backup(pb::MergeBackupRequest { id })
+                .await?
+                .into_inner();
+            print_backup(&b, json, true);
+        }
+        BackupCommand::Copy { id, to } => {
+            let r = c
+                .copy_backup(pb::CopyBackupRequest { id, to })
+                .await?
+                .into_inner();
+            let id = r.backup.as_ref().map(|b| b.id.as_str()).unwrap_or_default();
+            if json {
+                outln!(
+                    "{}",
+                    json!({"id": id, "to": r.to, "objects": r.objects, "bytes": r.bytes})
+                );
+            } else {
+                outln!(
+                    "backup {id} copied to {}: {} objects, {}",
+                    r.to,
+                    r.objects,
+                    human(r.bytes)
+                );
+            }
+        }
+        BackupCommand::Export { id } => {
+            let r = c
+                .export_backup_record(pb::ExportBackupRecordRequest { id })
+                .await?
+                .into_inner();
+            if json {
+                outln!(
+                    "{}",
+                    json!({"backup_service": r.backup_service, "backup_url": r.backup_url})
+                );
+            } else {
+                outln!("backup_service: {}", r.backup_service);
+                outln!("backup_url:     {}", r.backup_url);
+            }
+        }
+        BackupCommand::Import { service, url } => {
+            let b = c
+                .import_backup_record(pb::BackupRecordExport {
+                    backup_service: service,
+                    backup_url: url,
+                })
                 .await?
                 .into_inner();
             print_backup(&b, json, true);

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod identity;
 pub mod logging;
 pub mod output;
+pub mod policies;
 pub mod repository;
 pub mod serve;
 pub mod volumes;

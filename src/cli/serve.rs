@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Kubernetes external-snapshot-metadata sidecar.
     #[arg(long, env = "BLOCKDELTA_CSI_SOCKET")]
     csi_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0
+    /// picks one, printed as "metrics listening on ADDR"). Off unless given.
+    #[arg(long, env = "BLOCKDELTA_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Serve iSCSI without CHAP on a non-loopback address (any host that reaches the
     /// port can log in to attached volumes): refused without this flag.
     #[arg(long)]
@@ -204,6 +208,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let addr = listener.local_addr()?;
     svc.join_cluster(&addr.to_string(), &exports.portal());
+    svc.start_scheduler();
+    let metrics_listener = match &args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .with_context(|| format!("binding --metrics-listen {addr}"))?,
+        ),
+        None => None,
+    };
     let csi_listener = match &args.csi_socket {
         Some(path) => Some((
             blockdelta::api::bind_csi_socket(path).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -212,6 +225,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     println!("iscsi listening on {}", exports.listen_address());
+    if let Some(l) = &metrics_listener {
+        println!("metrics listening on {}", l.local_addr()?);
+    }
     if let Some((_, path)) = &csi_listener {
         println!("csi socket listening on {}", path.display());
     }
@@ -231,6 +247,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let metrics = metrics_listener.map(|listener| {
+        tokio::spawn(blockdelta::api::metrics::serve_metrics(
+            svc.clone(),
+            listener,
+            stopped(),
+        ))
+    });
     let csi = csi_listener.map(|(listener, path)| {
         tokio::spawn(blockdelta::api::serve_csi_socket(
             api.clone(),
@@ -246,6 +269,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Ok(Err(e)) => tracing::error!(error = %e, "CSI socket server"),
             Err(e) => tracing::error!(error = %e, "CSI socket server task"),
         }
+    }
+    if let Some(metrics) = metrics
+        && let Err(e) = metrics.await
+    {
+        tracing::error!(error = %e, "metrics server task");
     }
     grpc.map_err(|e| anyhow::anyhow!("gRPC server: {e}"))?;
     tracing::info!("shutting down: interrupting running jobs");

@@ -101,6 +101,23 @@ pub enum InvalidRequest {
         "project name {name:?} must be 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit"
     )]
     BadProjectName { name: String },
+    #[error(transparent)]
+    BadSchedule(#[from] crate::lifecycle::ScheduleError),
+    #[error("policy {name}: {why}")]
+    BadPolicy { name: String, why: String },
+    #[error("repository {location:?}: {why}")]
+    BadRepository { location: String, why: String },
+    #[error(transparent)]
+    BadRecord(#[from] crate::lifecycle::RecordError),
+    #[error(
+        "backup_service {service:?}: this server imports only {}",
+        crate::lifecycle::BACKUP_SERVICE
+    )]
+    ForeignBackupService { service: String },
+    #[error("the record was exported from repository {from}; this server's is {own}")]
+    ForeignRepository { from: String, own: String },
+    #[error("the record of backup {id} does not match what the repository holds for it")]
+    RecordMismatch { id: String },
     #[error("quota {resource} limit {limit} must be -1 (unlimited) or more")]
     BadQuotaLimit {
         resource: crate::identity::QuotaResource,
@@ -115,6 +132,8 @@ pub enum Denial {
     HostPathNeedsAdmin { path: String },
     #[error(transparent)]
     HostPath(#[from] crate::identity::roots::RootError),
+    #[error("only an admin may copy backups to another repository ({repository:?})")]
+    CopyNeedsAdmin { repository: String },
     #[error("only an admin may restore onto registered volume {volume} (host path {path:?})")]
     RestoreOntoHostPath { volume: String, path: String },
 }
@@ -181,6 +200,8 @@ pub enum Refusal {
     BackupNotAvailable { id: String, status: Status },
     #[error("backup {id} is missing from the repository")]
     BackupNotInRepository { id: String },
+    #[error("backup {id}, of the record's chain, is not in this repository (any more)")]
+    RecordNotInRepository { id: String },
     #[error("volume {volume} is attached (in-use); detach it before restoring onto it")]
     RestoreTargetAttached { volume: String },
     #[error("a {kind} named {name:?} already exists")]
@@ -189,6 +210,11 @@ pub enum Refusal {
     GcWaitsForJobs { running: Vec<String> },
     #[error("another blockdelta server is using {dir}")]
     DataDirInUse { dir: String },
+    #[error("policy {policy} is assigned to volumes {}: unassign them first", volumes.join(", "))]
+    PolicyAssigned {
+        policy: String,
+        volumes: Vec<String>,
+    },
     #[error("the admin project cannot be deleted")]
     AdminProjectStays,
     #[error("project {name} still owns volumes or backups: delete them first")]

@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// What the service hands its callers: records as the catalog keeps them, and the
 /// storage errors inside its own (the API turns them into messages and codes).
 /// Callers take them from here, not from the storage layers.
-pub use crate::catalog::{AttachmentRecord, BackupRecord, CatalogError, Status, VolumeRecord};
+pub use crate::catalog::{
+    AttachmentRecord, BackupRecord, CatalogError, PolicyRecord, RunRecord, Status, VolumeRecord,
+};
 pub use crate::repo::RepoError;
 pub use copy::{CopyReport, copy_repository};
 pub use error::{Denial, EngineError, InvalidRequest, Refusal};
-pub use service::Service;
 pub use service::cluster::{ClusterSettings, DEFAULT_LEASE, check_node_name, default_node_name};
+pub use service::{PolicyView, ReportView, Service};
 
 /// Shared between a running job and whoever watches or cancels it.
 #[derive(Debug, Default)]

@@ -49,6 +49,25 @@ const RULES: &[(&str, Rule)] = {
         ("/blockdelta.v1.BackupService/MergeBackup", Token(Member)),
         ("/blockdelta.v1.BackupService/CancelRestore", Token(Member)),
         ("/blockdelta.v1.BackupService/RestoreBackup", Token(Member)),
+        // Writes to a server-side location.
+        ("/blockdelta.v1.BackupService/CopyBackup", Token(Admin)),
+        // Records name the repository, and an import makes rows in any project.
+        (
+            "/blockdelta.v1.BackupService/ExportBackupRecord",
+            Token(Admin),
+        ),
+        (
+            "/blockdelta.v1.BackupService/ImportBackupRecord",
+            Token(Admin),
+        ),
+        ("/blockdelta.v1.PolicyService/CreatePolicy", Token(Member)),
+        ("/blockdelta.v1.PolicyService/ListPolicies", Token(Reader)),
+        ("/blockdelta.v1.PolicyService/GetPolicy", Token(Reader)),
+        ("/blockdelta.v1.PolicyService/DeletePolicy", Token(Member)),
+        ("/blockdelta.v1.PolicyService/AssignPolicy", Token(Member)),
+        ("/blockdelta.v1.PolicyService/UnassignPolicy", Token(Member)),
+        ("/blockdelta.v1.PolicyService/RunPolicy", Token(Member)),
+        ("/blockdelta.v1.ReportService/GetReport", Token(Reader)),
         // Reads every frame of a chain: work a reader should not be able to start at will.
         ("/blockdelta.v1.BackupService/VerifyBackup", Token(Member)),
         (

@@ -19,6 +19,7 @@
 
 pub mod chain;
 pub mod codec;
+mod copy;
 pub mod error;
 pub mod hash;
 pub mod index;
@@ -40,6 +41,7 @@ use store::{LocalStore, ObjectStore, RepositoryLocation, S3Store};
 
 pub use chain::ChainReader;
 pub use codec::Codec;
+pub use copy::CopyCount;
 pub use error::RepoError;
 pub use index::{
     AttachmentManifest, BackupIndex, BackupManifest, DeltaSourceManifest, Extent, Fingerprints,

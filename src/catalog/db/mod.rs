@@ -12,7 +12,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use super::CatalogError;
-use crate::kinds::{BackupKind, JobKind, QuotaResource, Role, Status, VolumeKind};
+use crate::kinds::{BackupKind, JobKind, QuotaResource, Role, RunOutcome, Status, VolumeKind};
 
 /// The type of a parameter, so a `NULL` is typed too (PostgreSQL needs to know).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,7 +165,15 @@ macro_rules! text_column {
         }
     )+};
 }
-text_column!(BackupKind, Status, VolumeKind, Role, QuotaResource, JobKind);
+text_column!(
+    BackupKind,
+    Status,
+    VolumeKind,
+    Role,
+    QuotaResource,
+    JobKind,
+    RunOutcome
+);
 
 /// One result row.
 #[derive(Clone, Debug)]

@@ -135,7 +135,7 @@ impl Service {
             &record.project,
             "backup.create",
             &record.id,
-            serde_json::json!({"volume": record.volume_id, "kind": record.kind, "parent": record.parent_id}),
+            serde_json::json!({"volume": record.volume_id, "kind": record.kind, "parent": record.parent_id, "source": req.source}),
         );
         let plan = BackupPlan {
             manifest: BackupManifest {
@@ -194,6 +194,7 @@ impl Service {
                 let _shared = crate::sync::read(&svc.gc_lock);
                 run_backup(&svc.repo, plan, control)
             };
+            let read_stored = result.as_ref().map(|out| (size, out.stored_bytes)).ok();
             let outcome = match result {
                 Ok(out) => {
                     let done = BackupRecord {
@@ -252,7 +253,13 @@ impl Service {
                 // catalog calls.
                 let (seconds, catalog) = clock.finish(job_catalog);
                 tracing::info!(backup = %backup_id, seconds, catalog_seconds = catalog, "backup available");
+                let (read, stored) = read_stored.unwrap_or_default();
+                svc.metrics.backup_bytes_read.inc_by(read);
+                svc.metrics.backup_bytes_stored.inc_by(stored);
+                svc.metrics.backup_seconds.observe(seconds);
             }
+            let ended = if outcome.is_ok() { "available" } else { "error" };
+            svc.metrics.backups_ended.with_label_values(&[ended]).inc();
         }, on_panic);
         Ok(record)
     }
@@ -510,6 +517,7 @@ impl Service {
             svc.release_volume(&panic_volume);
         };
         self.spawn_job(volume_id.clone(), move |svc, control| {
+            let started = std::time::Instant::now();
             let result = {
                 let _shared = crate::sync::read(&svc.gc_lock);
                 run_restore(&svc.reader, &backup_id, &path, fresh, control)
@@ -532,6 +540,13 @@ impl Service {
                 svc.release_volume(&volume_id);
                 return;
             }
+            if st == Status::Available {
+                svc.metrics
+                    .restore_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            let ended = if st == Status::Available { "available" } else { "error" };
+            svc.metrics.restores_ended.with_label_values(&[ended]).inc();
             svc.pending
                 .set(&svc.catalog, Record::Volume(volume_id.clone()), st, &err);
             svc.pending.set(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::Service;
 use crate::catalog::{CatalogLocation, Claim, JobRecord, NodeRecord};
@@ -76,10 +76,7 @@ pub fn check_node_name(name: &str) -> Result<(), String> {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
+    crate::clock::now_unix_millis()
 }
 
 /// A node as `service list` shows it.
@@ -245,6 +242,10 @@ impl Service {
         kind: JobKind,
         subject: &str,
     ) -> Result<(), EngineError> {
+        // Shutdown has begun: no new job (a policy run racing it, say).
+        if self.is_stopping() {
+            return Err(EngineError::Interrupted);
+        }
         let job = JobRecord {
             volume_id: volume_id.to_string(),
             kind,

@@ -155,7 +155,10 @@ impl Service {
     }
 
     /// The backups before `backup` in its chain, oldest first, as the catalog has them.
-    fn catalog_ancestors(&self, backup: &BackupRecord) -> Result<Vec<String>, EngineError> {
+    pub(super) fn catalog_ancestors(
+        &self,
+        backup: &BackupRecord,
+    ) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
         let mut parent = backup.parent_id.clone();
         while let Some(id) = parent {

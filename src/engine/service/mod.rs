@@ -5,18 +5,27 @@
 //! - this file: the service itself, opening a data directory, jobs, shutdown;
 //! - [`volumes`]: managed, registered and delta volume records, the audit log;
 //! - [`backups`]: backups, restore, verify, garbage collection;
-//! - [`recover`]: rebuilding the catalog from the repository.
+//! - [`recover`]: rebuilding the catalog from the repository;
+//! - [`policies`], [`scheduler`]: policies, and running them on schedule;
+//! - [`copies`]: a backup's chain copied to another repository;
+//! - [`records`]: a backup's record exported and imported (cinder's backup_url);
+//! - [`reports`]: `report` and `/metrics`.
 //!
 //! Every method blocks (SQLite, file I/O): async callers use `spawn_blocking`.
 
 mod attachments;
 mod backups;
 pub mod cluster;
+mod copies;
 mod identity;
 mod integrity;
 mod merge;
+mod policies;
+mod records;
 mod recover;
+mod reports;
 mod restore_cancel;
+mod scheduler;
 mod state;
 mod volumes;
 
@@ -43,6 +52,8 @@ pub struct CreateBackup {
     pub incremental: bool,
     pub force: bool,
     pub compression: String,
+    /// What asked for it, when not a user's request (`policy NAME`), for the audit log.
+    pub source: Option<String>,
 }
 
 pub(super) struct Job {
@@ -73,12 +84,20 @@ pub struct Service {
     /// Set by shutdown: the heartbeat stops.
     stopping: std::sync::atomic::AtomicBool,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// What `/metrics` shows (see `crate::metrics`).
+    metrics: crate::metrics::Metrics,
+    /// How to reach S3, for copy targets in buckets too.
+    s3: S3Settings,
+    /// The scheduler and the policy runs it started (see `scheduler`).
+    policy_runs: scheduler::PolicyRuns,
     /// Held (flock) for the service's life: one server per data directory, since
     /// startup removes packs that no index references.
     _dir_lock: std::fs::File,
 }
 
 use crate::sync::lock;
+pub use policies::PolicyView;
+pub use reports::ReportView;
 
 fn new_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
@@ -167,6 +186,7 @@ impl Service {
         let token_key = catalog.token_key()?;
         let interrupted = catalog.mark_interrupted(&cluster.node_name)?;
         let n = interrupted.len();
+        catalog.fail_interrupted_runs(&cluster.node_name, &crate::clock::now_rfc3339())?;
         for lost in interrupted.iter().filter(|l| l.backup_failed) {
             // An index written just before the crash, with the catalog not yet told:
             // the catalog's "error" wins, so the repository must not resurrect it.
@@ -208,6 +228,9 @@ impl Service {
             cluster,
             stopping: std::sync::atomic::AtomicBool::new(false),
             heartbeat: Mutex::new(None),
+            policy_runs: scheduler::PolicyRuns::default(),
+            s3: s3.clone(),
+            metrics: crate::metrics::Metrics::new(),
             _dir_lock: dir_lock,
         }))
     }
@@ -244,6 +267,11 @@ impl Service {
             handle: Mutex::new(None),
         });
         let mut jobs = lock(&self.jobs);
+        // Under the jobs' lock, which shutdown takes after it sets `stopping`: a job it
+        // will not see to cancel starts cancelled.
+        if self.is_stopping() {
+            job.control.cancel();
+        }
         jobs.insert(key.clone(), job.clone());
         let svc = self.clone();
         let handle = std::thread::spawn({
@@ -291,6 +319,7 @@ impl Service {
                 tracing::error!("a job thread panicked during shutdown");
             }
         }
+        self.stop_scheduler();
         self.pending.retry(&self.catalog);
     }
 }

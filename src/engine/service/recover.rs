@@ -9,12 +9,12 @@ use super::attachment_record;
 use crate::catalog::{BackupRecord, DeltaSourceRecord, Quota, Status, VolumeRecord};
 use crate::engine::{EngineError, InvalidRequest};
 use crate::identity::{ADMIN_PROJECT, Caller};
-use crate::repo::VolumeManifest;
+use crate::repo::{BackupManifest, VolumeManifest};
 
 impl Service {
     /// Whether `asked` names this server's repository: the same bucket and prefix, or
     /// the same directory after resolving links.
-    fn is_own_repository(&self, asked: &str) -> bool {
+    pub(super) fn is_own_repository(&self, asked: &str) -> bool {
         let own = self.repo.location();
         if asked.starts_with("s3://") || own.starts_with("s3://") {
             return asked.trim_end_matches('/') == own.trim_end_matches('/');
@@ -87,26 +87,7 @@ impl Service {
             if self.catalog.find_volume(&v.id, None).is_ok() {
                 continue;
             }
-            let present = Path::new(&v.path).exists();
-            let record = VolumeRecord {
-                id: v.id.clone(),
-                project: v.project.clone(),
-                name: self.free_name(&v),
-                kind: v.kind,
-                path: v.path.clone(),
-                size: v.size,
-                status: if present {
-                    Status::Available
-                } else {
-                    Status::Error
-                },
-                error: if present {
-                    String::new()
-                } else {
-                    "volume path missing after recover".into()
-                },
-                created_at: v.created_at.clone(),
-            };
+            let record = self.recovered_volume(&v);
             self.catalog.insert_volume(&record, Quota::Exempt)?;
             report.volumes += 1;
             attachments.extend(v.attachment.clone().map(|a| (v.id.clone(), a)));
@@ -139,24 +120,9 @@ impl Service {
                 None => (Status::Available, String::new()),
             };
             let record = BackupRecord {
-                id: m.id.clone(),
-                volume_id: m.volume.id.clone(),
-                name: m.name.clone(),
-                kind: m.kind,
-                parent_id: m.parent_id.clone(),
-                chain_id: m.chain_id.clone(),
                 status: state,
-                size: m.size,
-                compression: m.compression.clone(),
-                changed_blocks: m.changed_blocks,
-                allocated_blocks: m.allocated_blocks,
-                stored_bytes: m.stored_bytes,
-                content_hash: m.content_hash.clone(),
                 error,
-                created_at: m.created_at.clone(),
-                completed_at: m.completed_at.clone(),
-                project: m.volume.project.clone(),
-                merged_at: m.merged_at.clone().unwrap_or_default(),
+                ..recovered_backup(m)
             };
             self.catalog.insert_backup(&record, Quota::Exempt)?;
             report.backups += 1;
@@ -233,6 +199,30 @@ impl Service {
         Ok(report)
     }
 
+    /// A plain volume's record from its manifest (`error` when its path is gone).
+    pub(super) fn recovered_volume(&self, v: &VolumeManifest) -> VolumeRecord {
+        let present = Path::new(&v.path).exists();
+        VolumeRecord {
+            id: v.id.clone(),
+            project: v.project.clone(),
+            name: self.free_name(v),
+            kind: v.kind,
+            path: v.path.clone(),
+            size: v.size,
+            status: if present {
+                Status::Available
+            } else {
+                Status::Error
+            },
+            error: if present {
+                String::new()
+            } else {
+                "volume path missing after recover".into()
+            },
+            created_at: v.created_at.clone(),
+        }
+    }
+
     /// The manifest's name, or `name-id` when another volume has it now.
     fn free_name(&self, v: &VolumeManifest) -> String {
         if self.catalog.find_volume(&v.name, Some(&v.project)).is_ok() {
@@ -240,5 +230,29 @@ impl Service {
         } else {
             v.name.clone()
         }
+    }
+}
+
+/// An available backup's record from its manifest.
+pub(super) fn recovered_backup(m: &BackupManifest) -> BackupRecord {
+    BackupRecord {
+        id: m.id.clone(),
+        volume_id: m.volume.id.clone(),
+        name: m.name.clone(),
+        kind: m.kind,
+        parent_id: m.parent_id.clone(),
+        chain_id: m.chain_id.clone(),
+        status: Status::Available,
+        size: m.size,
+        compression: m.compression.clone(),
+        changed_blocks: m.changed_blocks,
+        allocated_blocks: m.allocated_blocks,
+        stored_bytes: m.stored_bytes,
+        content_hash: m.content_hash.clone(),
+        error: String::new(),
+        created_at: m.created_at.clone(),
+        completed_at: m.completed_at.clone(),
+        project: m.volume.project.clone(),
+        merged_at: m.merged_at.clone().unwrap_or_default(),
     }
 }
