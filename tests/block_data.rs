@@ -173,6 +173,39 @@ async fn changed_extents_stream_with_their_bytes_and_resume() {
             "a resumed stream continues where the first stopped"
         );
     }
+    // `changed-blocks --out`: the same bytes in a sparse image of the volume's size, zeros
+    // (holes) everywhere else.
+    let image = dir.path().join("changed.img");
+    let written = server.json1(&[
+        "changed-blocks",
+        &full,
+        &inc,
+        "--block-size",
+        "65536",
+        "--out",
+        image.to_str().unwrap(),
+    ]);
+    let got = std::fs::read(&image).unwrap();
+    assert_eq!(got.len() as u64, SIZE, "{written}");
+    let changed = server.json1(&["changed-blocks", &full, &inc, "--block-size", "65536"]);
+    let mut want = vec![0u8; SIZE as usize];
+    for e in changed["extents"].as_array().unwrap() {
+        let (at, n) = (
+            e[0].as_u64().unwrap() as usize * 65536,
+            e[1].as_u64().unwrap() as usize * 65536,
+        );
+        want[at..at + n].copy_from_slice(&now[at..at + n]);
+    }
+    assert!(
+        got == want,
+        "the image holds the changed blocks at their offsets, zeros elsewhere"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&image).unwrap().blocks() * 512;
+    assert!(
+        allocated <= written["bytes"].as_u64().unwrap() + (1 << 20),
+        "the image is sparse: {allocated} bytes allocated for {written}"
+    );
     let e = c
         .get_changed_block_data(pb::GetChangedBlockDataRequest {
             first_backup_id: full.clone(),

@@ -19,6 +19,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::postgres::CatalogKind;
 use common::*;
 use serde_json::Value;
 
@@ -190,11 +191,12 @@ fn unix_ms(t: &str) -> i64 {
     (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) * 1000 + n(20..23)
 }
 
-#[test]
-fn a_restarted_scheduler_runs_one_catch_up_for_many_missed_slots() {
+/// On both catalogs: the slot is taken by a conditional update each database runs.
+fn a_restarted_scheduler_runs_one_catch_up(catalog: CatalogKind) {
+    let cat = catalog.catalog();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data);
+    let server = cat.start(&data, &[], &[]);
     let (vol, _model) = seeded_volume(&server, "v", 42);
     server.json1(&[
         "policy",
@@ -210,7 +212,7 @@ fn a_restarted_scheduler_runs_one_catch_up_for_many_missed_slots() {
     server.stop();
     // Down across two or three slots.
     std::thread::sleep(Duration::from_millis(5500));
-    let server = Server::start(&data);
+    let server = cat.start(&data, &[], &[]);
     let started = unix_ms(&s(&server.json1(&["service", "list"])["started_at"]));
     let after = finished_runs(&server, "often", before.len() + 1, Duration::from_secs(30));
     server.json1(&["policy", "unassign", &vol, "often"]);
@@ -239,6 +241,7 @@ fn a_restarted_scheduler_runs_one_catch_up_for_many_missed_slots() {
         .count();
     assert_eq!(by_policy, all.len(), "{audit}");
 }
+on_both_catalogs!(a_restarted_scheduler_runs_one_catch_up);
 
 #[test]
 fn a_dr_copy_recovers_on_a_fresh_server() {
