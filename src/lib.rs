@@ -14,6 +14,7 @@
 //! - [`export`]: attachments on the built-in iSCSI target.
 //! - [`api`]: tonic services (blockdelta and CSI) and the one error → `Status` mapping.
 //! - [`config`]: the server's configuration (defaults, file, env, flags).
+//! - [`scan`]: `blockdelta scan`, Oracle's GET LBA STATUS walk over the built-in initiator.
 
 pub mod api;
 mod catalog;
@@ -28,6 +29,7 @@ mod kinds;
 mod lifecycle;
 pub mod metrics;
 mod repo;
+pub mod scan;
 mod sync;
 
 // What the server binary wires together; everything else stays inside the crate.

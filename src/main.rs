@@ -141,6 +141,9 @@ enum Command {
     /// the repositories directly, not through a server.
     #[command(subcommand)]
     Repository(cli::repository::RepositoryCommand),
+    /// The changed extents of an attached delta volume, as Oracle documents (GET LBA
+    /// STATUS(32) in scans of at most 1 GiB), listed or read into a sparse image.
+    Scan(cli::scan::ScanArgs),
     /// Rebuild missing catalog records from the repository alone.
     Recover {
         /// The server's repository (a folder or s3://BUCKET/PREFIX) [default: the one it
@@ -178,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Serve(args) => return cli::serve::serve(*args).await,
         Command::Repository(cmd) => return cli::repository::run(cmd, cli.json).await,
+        Command::Scan(args) => return cli::scan::run(args, cli.json).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "blockdelta", &mut std::io::stdout());
@@ -210,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Service(cmd) => cli::cluster::run(channel, cmd, cli.json).await,
         Command::Policy(cmd) => cli::policies::run(channel, cmd, cli.json).await,
-        Command::Report { since } => cli::policies::report(channel, since, cli.json).await,
+        Command::Report { since } => cli::report::run(channel, since, cli.json).await,
         Command::Backup(cmd) => cli::backups::run(channel, cmd, cli.json).await,
         Command::ChangedBlocks(args) => cli::changed::run(channel, args, cli.json).await,
         Command::Audit { id } => cli::volumes::audit(channel, id).await,
@@ -219,7 +223,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => cli::identity::token(channel, cmd, cli.acting_for, cli.json).await,
         Command::Quota(cmd) => cli::identity::quota(channel, cmd, cli.json).await,
         Command::Whoami => cli::identity::whoami(channel, cli.json).await,
-        Command::Completions { .. } | Command::Manpage | Command::Repository(_) => {
+        Command::Completions { .. }
+        | Command::Manpage
+        | Command::Repository(_)
+        | Command::Scan(_) => {
             unreachable!("answered above")
         }
         Command::Recover { repository } => {

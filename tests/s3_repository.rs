@@ -241,7 +241,8 @@ fn a_copy_in_a_bucket_recovers_every_backup_on_a_fresh_server() {
     weed.create_bucket("dr-site");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("main");
-    let main = Server::start(&data);
+    // Its own repository is local; the endpoint is for `backup copy` to the bucket.
+    let main = Server::start_with(&data, &["--s3-endpoint", &weed.endpoint]);
     let (vol, path) = main.create_volume("gen", 64 << 20);
     let mut m = Model::new(&path, 64 << 20, 21);
     m.populate(40);
@@ -267,7 +268,34 @@ fn a_copy_in_a_bucket_recovers_every_backup_on_a_fresh_server() {
         again["objects_copied"].as_u64().unwrap() < copied["objects_copied"].as_u64().unwrap() / 2,
         "{again}"
     );
+    // `backup copy` of the newest backup alone takes its whole chain along.
+    let chain = main.json1(&[
+        "backup",
+        "copy",
+        &backups[2],
+        "--to",
+        "s3://dr-site/per-backup",
+    ]);
+    assert!(chain["objects"].as_u64().unwrap() > 3, "{chain}");
     drop(main);
+    let per_backup = Server::start_with(
+        &dir.path().join("dr-per-backup"),
+        &[
+            "--repository",
+            "s3://dr-site/per-backup",
+            "--s3-endpoint",
+            &weed.endpoint,
+        ],
+    );
+    let r = per_backup.json1(&["recover"]);
+    assert_eq!(r["backups_recovered"], 3, "{r}");
+    let v = per_backup.restore(&backups[2], None);
+    assert_eq!(
+        &file_hash(Path::new(&s(&v["path"]))),
+        &hashes[2],
+        "restore of the copied chain's newest backup"
+    );
+    drop(per_backup);
 
     // The main site is gone: a fresh server on the bucket, `recover` with no arguments.
     let dr = Server::start_with(

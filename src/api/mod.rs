@@ -11,6 +11,7 @@ pub mod csi_identity;
 pub mod identity;
 pub mod metrics;
 pub mod policies;
+pub mod reports;
 pub mod status;
 pub mod volumes;
 
@@ -139,7 +140,7 @@ pub async fn serve(
         .set_serving::<PolicyServiceServer<policies::PolicyApi>>()
         .await;
     health
-        .set_serving::<ReportServiceServer<policies::ReportApi>>()
+        .set_serving::<ReportServiceServer<reports::ReportApi>>()
         .await;
     // Both reflection versions: grpcurl and most tools ask v1, Python's
     // grpcio-reflection client still asks v1alpha.
@@ -171,7 +172,7 @@ pub async fn serve(
         .add_service(PolicyServiceServer::new(policies::PolicyApi {
             api: api.clone(),
         }))
-        .add_service(ReportServiceServer::new(policies::ReportApi {
+        .add_service(ReportServiceServer::new(reports::ReportApi {
             api: api.clone(),
         }))
         .add_service(csi_pb::identity_server::IdentityServer::new(

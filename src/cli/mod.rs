@@ -8,7 +8,9 @@ pub mod identity;
 pub mod logging;
 pub mod output;
 pub mod policies;
+pub mod report;
 pub mod repository;
+pub mod scan;
 pub mod serve;
 pub mod volumes;
 

@@ -10,9 +10,9 @@
 //! - [`scsi`]: pure CDB parsing, command handlers and sense data over a [`lun::Lun`].
 //! - [`pdu`]: the pure PDU codec.
 //!
-//! Two modules exist only behind cargo features, so a production build carries neither:
-//! `initiator` (feature `initiator`) is a small client on the same codec, for tests and tools
-//! that need what libiscsi cannot send (32-byte CDBs through the Extended-CDB AHS);
+//! Two modules exist only behind cargo features: `initiator` (feature `initiator`) is a small
+//! client on the same codec, for tests and for `blockdelta scan`, which need what libiscsi
+//! cannot send (32-byte CDBs through the Extended-CDB AHS);
 //! `fuzzing` (feature `fuzzing`) holds the entry points of the `cargo fuzz` targets in `fuzz/`.
 //!
 //! Only what other crates name is public: [`target`] (name checks the service crate shares),
