@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const CALL_LIMIT: Duration = Duration::from_secs(30);
+/// Walks at once: each mostly waits on its servers, so more than the two cores.
+const WALKERS: usize = 3;
 
 fn sources() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -416,7 +418,7 @@ fn every_failpoint_fails_cleanly_as_an_error_and_as_a_panic() {
     let next = std::sync::Mutex::new(jobs.into_iter());
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..2 {
+        for _ in 0..WALKERS {
             scope.spawn(|| {
                 loop {
                     let job = next.lock().unwrap_or_else(|p| p.into_inner()).next();
