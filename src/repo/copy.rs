@@ -4,7 +4,7 @@
 //! whole backups, and `recover` on it alone gives them back. A pack the destination has
 //! is not sent again, so a chain's frames cross once, whatever is copied later.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
@@ -30,14 +30,7 @@ impl Repository {
         to: &Repository,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<CopyCount>, RepoError> {
-        let present: HashMap<String, u64> = ["packs/", "backups/"]
-            .iter()
-            .map(|p| to.store.list(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .map(|o| (o.key, o.size))
-            .collect();
+        let present = to.sizes_under(&["packs/", "backups/"])?;
         let mut count = CopyCount::default();
         // The volume's manifest first: what `recover` makes the volume's record from.
         // It changes (a rename, an attachment), so it goes again when it differs.

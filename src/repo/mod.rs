@@ -530,19 +530,26 @@ impl Repository {
         Ok(packs + backups)
     }
 
+    /// Every object under `prefixes`, by key, with its size.
+    fn sizes_under(&self, prefixes: &[&str]) -> Result<HashMap<String, u64>, RepoError> {
+        let mut out = HashMap::new();
+        for prefix in prefixes {
+            out.extend(
+                self.store
+                    .list(prefix)?
+                    .into_iter()
+                    .map(|o| (o.key, o.size)),
+            );
+        }
+        Ok(out)
+    }
+
     /// Copies every object this repository has and `to` lacks (packs, indexes,
     /// fingerprints, volume manifests, the audit log), packs and fingerprints before
     /// the indexes that name them, so the copy is consistent at every moment. Returns
     /// (objects, bytes) copied.
     pub fn copy_to(&self, to: &Repository) -> Result<(u64, u64), RepoError> {
-        let present: HashMap<String, u64> = ["packs/", "backups/", "volumes/"]
-            .iter()
-            .map(|p| to.store.list(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .map(|o| (o.key, o.size))
-            .collect();
+        let present = to.sizes_under(&["packs/", "backups/", "volumes/"])?;
         let mut wanted = Vec::new();
         for prefix in ["packs/", "backups/", "volumes/"] {
             wanted.extend(self.store.list(prefix)?);

@@ -94,15 +94,19 @@ impl Service {
         Ok(parsed)
     }
 
+    /// The caller's project's policy `name`.
+    fn own_policy(&self, caller: &Caller, name: &str) -> Result<PolicyRecord, EngineError> {
+        self.catalog
+            .get_policy(caller.owner(), name)
+            .map_err(not_found)
+    }
+
     pub fn list_policies(&self, caller: &Caller) -> Result<Vec<PolicyRecord>, EngineError> {
         Ok(self.catalog.list_policies(caller.visible())?)
     }
 
     pub fn get_policy(&self, caller: &Caller, name: &str) -> Result<PolicyView, EngineError> {
-        let policy = self
-            .catalog
-            .get_policy(caller.owner(), name)
-            .map_err(not_found)?;
+        let policy = self.own_policy(caller, name)?;
         let schedule = Schedule::parse(&policy.schedule).map_err(InvalidRequest::from)?;
         let volumes = self
             .catalog
@@ -160,10 +164,7 @@ impl Service {
         name: &str,
     ) -> Result<PolicyView, EngineError> {
         let volume = self.get_volume(caller, volume)?;
-        let policy = self
-            .catalog
-            .get_policy(caller.owner(), name)
-            .map_err(not_found)?;
+        let policy = self.own_policy(caller, name)?;
         if volume.project != policy.project {
             return Err(EngineError::NotFound {
                 kind: "volume",
@@ -200,10 +201,7 @@ impl Service {
         name: &str,
     ) -> Result<PolicyView, EngineError> {
         let volume = self.get_volume(caller, volume)?;
-        let policy = self
-            .catalog
-            .get_policy(caller.owner(), name)
-            .map_err(not_found)?;
+        let policy = self.own_policy(caller, name)?;
         if !self
             .catalog
             .unassign_policy(&policy.project, &policy.name, &volume.id)?
@@ -231,10 +229,7 @@ impl Service {
         name: &str,
         wait: bool,
     ) -> Result<Vec<RunRecord>, EngineError> {
-        let policy = self
-            .catalog
-            .get_policy(caller.owner(), name)
-            .map_err(not_found)?;
+        let policy = self.own_policy(caller, name)?;
         let mut started = Vec::new();
         for a in self
             .catalog
