@@ -25,6 +25,7 @@
 //! node_name = "backup-1"    # default: the host name; unique among nodes sharing a catalog
 //! lease_seconds = 30        # a dead node's jobs are failed by the others after this long
 //! gc_clock_skew_seconds = 300   # gc spares packs this much older than a running backup
+//! write_tracking_window_ms = 1000   # written blocks reach the dirty bitmap's file this soon
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,9 @@ pub struct Config {
     pub lease_seconds: u64,
     /// How far apart the clocks of nodes and object store may be.
     pub gc_clock_skew_seconds: u64,
+    /// How long a block written through the target may be tracked only in memory when
+    /// the host asks for no durability (FUA and SYNCHRONIZE CACHE make it durable at once).
+    pub write_tracking_window_ms: u64,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             node_name: None,
             lease_seconds: crate::engine::DEFAULT_LEASE.as_secs(),
             gc_clock_skew_seconds: crate::repo::CLOCK_SKEW.as_secs(),
+            write_tracking_window_ms: crate::tracking::DEFAULT_WINDOW.as_millis() as u64,
         }
     }
 }
@@ -138,6 +143,7 @@ pub struct Overrides {
     pub node_name: Option<String>,
     pub lease_seconds: Option<u64>,
     pub gc_clock_skew_seconds: Option<u64>,
+    pub write_tracking_window_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +233,14 @@ impl Config {
         }
         if let Some(k) = overrides.gc_clock_skew_seconds {
             config.gc_clock_skew_seconds = k;
+        }
+        if let Some(w) = overrides.write_tracking_window_ms {
+            config.write_tracking_window_ms = w;
+        }
+        if config.write_tracking_window_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "write_tracking_window_ms must be at least 1".into(),
+            ));
         }
         config.repository_location()?;
         config.cluster()?;

@@ -52,6 +52,18 @@ string_enum! {
 }
 
 string_enum! {
+    /// How a backup found its changed blocks (the backup record's `change_source`).
+    ChangeSource {
+        /// It read every allocated block and compared each with its parent's.
+        #[default]
+        FullCompare = "full-compare",
+        /// It read only the blocks our target's write tracking marked since its parent
+        /// (and compared those): see `tracking`.
+        DirtyBitmap = "dirty-bitmap",
+    }
+}
+
+string_enum! {
     /// What a backup holds: every allocated block, or those changed since its parent.
     BackupKind {
         #[default]

@@ -31,6 +31,7 @@ pub mod metrics;
 mod repo;
 pub mod scan;
 mod sync;
+mod tracking;
 
 // What the server binary wires together; everything else stays inside the crate.
 pub use delta::Deltas;

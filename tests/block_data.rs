@@ -127,6 +127,7 @@ async fn changed_extents_stream_with_their_bytes_and_resume() {
                         block_size,
                         starting_block_index: start,
                         max_blocks: max,
+                        page_token: String::new(),
                     })
                     .await
                     .unwrap()

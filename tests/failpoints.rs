@@ -100,6 +100,9 @@ const EXEMPT: &[(&str, &str)] = &[
     ("engine/service/volumes.rs", "insert_volume"),
     // removing the file of a restore whose catalog transaction failed: cleanup likewise
     ("engine/service/backups.rs", "restore_backup"),
+    // removing a deleted volume's write-tracking file: cleanup after the catalog forgot it
+    ("tracking/mod.rs", "forget"),
+    ("tracking/tracker.rs", "remove"),
     // the scanner writes the user's image file, never the server's state
     ("scan/", ""),
     // the CLI and the API write to sockets and the terminal

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use super::pb::backup_service_server::BackupService;
 use super::{Api, ApiError, blocking, convert, pb};
+use crate::delta::block_data::ChangedRange;
 use crate::delta::listing::{self, Listing};
 use crate::engine::service::CreateBackup;
 use crate::identity::Caller;
@@ -342,8 +343,11 @@ impl BackupService for BackupApi {
                 &r.first_backup_id,
                 &r.second_backup_id,
                 r.block_size,
-                r.starting_block_index,
-                r.max_blocks,
+                ChangedRange {
+                    page_token: &r.page_token,
+                    starting_block: r.starting_block_index,
+                    max_blocks: r.max_blocks,
+                },
             )?)
         })
         .await?
@@ -354,6 +358,7 @@ impl BackupService for BackupApi {
                 .next_piece()
                 .map_err(|e| super::status::to_status(e.into()))?;
             Ok(piece.map(|p| pb::ChangedBlockData {
+                next_page_token: p.next_page_token,
                 block_index: p.block,
                 block_count: (p.data.len() as u64).div_ceil(block_size),
                 block_size,

@@ -95,5 +95,9 @@ pub fn backup(svc: &Service, b: BackupRecord) -> pb::Backup {
         content_hash: b.content_hash,
         chain_id: b.chain_id,
         merged_at: b.merged_at,
+        change_source: b
+            .change_source
+            .map_or_else(String::new, |c| c.as_str().to_string()),
+        read_bytes: b.read_bytes,
     }
 }

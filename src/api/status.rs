@@ -128,6 +128,7 @@ fn delta_code(e: &DeltaError) -> Code {
         | DeltaError::SecondIsFull(_)
         | DeltaError::FullBetween { .. }
         | DeltaError::BadPageToken(_)
+        | DeltaError::StartOutsideVolume { .. }
         | DeltaError::TooManyResults(_) => Code::InvalidArgument,
         DeltaError::DifferentVolumes { .. } | DeltaError::Resized { .. } => Code::PermissionDenied,
         DeltaError::NotFound { .. } | DeltaError::Disabled | DeltaError::LowerCostPerformance => {

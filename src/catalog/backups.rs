@@ -4,7 +4,7 @@ use super::db::Row;
 use super::{BackupKind, Catalog, CatalogError, Quota, Status, quotas};
 use crate::faults::fault;
 use crate::identity::quota::Ask;
-use crate::kinds::QuotaResource;
+use crate::kinds::{ChangeSource, QuotaResource};
 
 /// Backup ids, as the engine makes them: `bkp-` and 16 lower-case hex digits.
 pub fn well_formed_backup_id(id: &str) -> bool {
@@ -37,6 +37,11 @@ pub struct BackupRecord {
     pub project: String,
     /// Set when it is a synthetic full: when its chain's older backups were merged into it.
     pub merged_at: String,
+    /// How it found its changes; `None` until it completes (and for backups made before
+    /// this was recorded).
+    pub change_source: Option<ChangeSource>,
+    /// Bytes it read from its volume.
+    pub read_bytes: u64,
 }
 
 /// Why a delete cannot start now.
@@ -61,7 +66,7 @@ pub struct MergeRefusal {
 
 const BACKUP_COLUMNS: &str = "id, volume_id, name, kind, parent_id, chain_id, status, size, compression, \
      changed_blocks, allocated_blocks, stored_bytes, content_hash, error, created_at, completed_at, project, \
-     merged_at";
+     merged_at, change_source, read_bytes";
 
 impl Catalog {
     /// Inserts a backup after reserving its quota (unless `Quota::Exempt`, or it is
@@ -83,10 +88,12 @@ impl Catalog {
             // either marked it first (nothing inserted here) or sees this child (and is
             // refused there). One statement: the insert happens only if the parent is.
             let checked = quota == Quota::Reserve;
+            let change_source = b.change_source.map_or("", ChangeSource::as_str);
             let n = s.execute(
                 &format!(
                     "INSERT INTO backups ({BACKUP_COLUMNS})
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                            ?20, ?21
                      WHERE ?19 = 0 OR ?5 IS NULL OR EXISTS
                        (SELECT 1 FROM backups WHERE id = ?5 AND status IN ('available', 'restoring'))"
                 ),
@@ -94,7 +101,7 @@ impl Catalog {
                     &b.id, &b.volume_id, &b.name, &b.kind, &b.parent_id, &b.chain_id, &b.status,
                     &b.size, &b.compression, &b.changed_blocks, &b.allocated_blocks,
                     &b.stored_bytes, &b.content_hash, &b.error, &b.created_at, &b.completed_at,
-                    &b.project, &b.merged_at, &checked,
+                    &b.project, &b.merged_at, &checked, &change_source, &b.read_bytes,
                 ],
             )?;
             match (&b.parent_id, n) {
@@ -126,6 +133,8 @@ impl Catalog {
             completed_at: r.get(15)?,
             project: r.get(16)?,
             merged_at: r.get(17)?,
+            change_source: ChangeSource::parse(&r.get::<String>(18)?),
+            read_bytes: r.get(19)?,
         })
     }
 
@@ -224,7 +233,8 @@ impl Catalog {
         let n = self.read(|s| {
             s.execute(
                 "UPDATE backups SET status = ?2, error = '', changed_blocks = ?3, allocated_blocks = ?4,
-                 stored_bytes = ?5, content_hash = ?6, completed_at = ?7
+                 stored_bytes = ?5, content_hash = ?6, completed_at = ?7, change_source = ?9,
+                 read_bytes = ?10
                  WHERE id = ?1 AND status = 'creating'
                    AND EXISTS (SELECT 1 FROM jobs WHERE subject = ?1 AND node = ?8)",
                 &[
@@ -236,6 +246,8 @@ impl Catalog {
                     &b.content_hash,
                     &b.completed_at,
                     &node,
+                    &b.change_source.map_or("", ChangeSource::as_str),
+                    &b.read_bytes,
                 ],
             )
         })?;

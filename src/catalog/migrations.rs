@@ -107,7 +107,14 @@ CREATE TABLE policy_runs (
 CREATE INDEX policy_runs_policy ON policy_runs(project, policy, started_at);
 ";
 
-const MIGRATIONS: &[&str] = &[V0, V1, V2, V3, V4];
+/// How each backup found its changes and how much of its volume it read (the
+/// changed-blocks issue's `change_source`, `read_bytes`). Both databases.
+const V5: &str = "
+ALTER TABLE backups ADD COLUMN change_source TEXT NOT NULL DEFAULT '';
+ALTER TABLE backups ADD COLUMN read_bytes BIGINT NOT NULL DEFAULT 0;
+";
+
+const MIGRATIONS: &[&str] = &[V0, V1, V2, V3, V4, V5];
 
 /// PostgreSQL's first version: SQLite's tables as of version 1, in PostgreSQL's types.
 const PG_V1: &str = "
@@ -153,7 +160,7 @@ CREATE TABLE quotas (
 CREATE TABLE settings (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 ";
 
-const PG_MIGRATIONS: &[&str] = &[PG_V1, V2, V3, V4];
+const PG_MIGRATIONS: &[&str] = &[PG_V1, V2, V3, V4, V5];
 
 /// Runs, inside the writers' transaction (one node at a time), every PostgreSQL migration
 /// the database has not had; all or none, since PostgreSQL's DDL is transactional.

@@ -162,6 +162,7 @@ async fn write_image(
             block_size: args.block_size,
             starting_block_index: args.start,
             max_blocks: 0,
+            page_token: String::new(),
         })
         .await?
         .into_inner();

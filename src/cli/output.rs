@@ -168,6 +168,8 @@ pub fn backup_json(b: &pb::Backup) -> Value {
         "progress_done": b.progress_done, "progress_total": b.progress_total,
         "merged": !b.merged_at.is_empty(),
         "merged_at": if b.merged_at.is_empty() { Value::Null } else { json!(b.merged_at) },
+        "change_source": if b.change_source.is_empty() { Value::Null } else { json!(b.change_source) },
+        "read_bytes": b.read_bytes,
     })
 }
 
@@ -201,6 +203,13 @@ pub fn print_backup(b: &pb::Backup, json: bool, detailed: bool) {
             human(b.progress_total)
         );
         outln!("changed blocks: {}", b.changed_blocks);
+        if !b.change_source.is_empty() {
+            outln!(
+                "changes found:  {} (read {})",
+                b.change_source,
+                human(b.read_bytes)
+            );
+        }
         outln!("stored:         {}", human(b.stored_bytes));
         outln!("compression:    {}", b.compression);
         outln!("created_at:     {}", b.created_at);

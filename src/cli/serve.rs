@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// this much older than the oldest running backup [default: 300].
     #[arg(long, env = "BLOCKDELTA_GC_CLOCK_SKEW_SECONDS")]
     gc_clock_skew_seconds: Option<u64>,
+    /// Milliseconds a block written through the target may be tracked only in memory
+    /// when the host asks for no durability [default: 1000].
+    #[arg(long, env = "BLOCKDELTA_WRITE_TRACKING_WINDOW_MS")]
+    write_tracking_window_ms: Option<u64>,
     /// Serve gRPC without TLS on a non-loopback address (tokens cross the network in
     /// the clear): refused without this flag.
     #[arg(long)]
@@ -135,6 +139,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node_name: args.node_name,
             lease_seconds: args.lease_seconds,
             gc_clock_skew_seconds: args.gc_clock_skew_seconds,
+            write_tracking_window_ms: args.write_tracking_window_ms,
         },
     )?;
     let tls = server_tls(&config)?;
@@ -167,9 +172,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let repository = config.repository_location()?;
     let s3 = config.s3_settings();
     let cluster = config.cluster()?;
+    let tracking_window = std::time::Duration::from_millis(config.write_tracking_window_ms);
     let started = async {
         let svc = tokio::task::spawn_blocking(move || {
-            let svc = Service::open(&data_dir, &repository, &s3, volume_roots, cluster)?;
+            let svc = Service::open(
+                &data_dir,
+                &repository,
+                &s3,
+                volume_roots,
+                cluster,
+                tracking_window,
+            )?;
             let token_file = data_dir.join("admin.token");
             if svc.bootstrap_admin_token(&token_file)? {
                 tracing::warn!(file = %token_file.display(), "created the admin project's first admin token");

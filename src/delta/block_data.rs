@@ -87,10 +87,21 @@ pub struct ChangedData {
 }
 
 /// One piece: its first block, where it starts in the volume, and its bytes.
+/// Where a GetChangedBlockData starts and how much it sends.
+pub struct ChangedRange<'a> {
+    /// A piece's `next_page_token`; wins over `starting_block` when not empty.
+    pub page_token: &'a str,
+    pub starting_block: u64,
+    /// 0: every changed block.
+    pub max_blocks: u64,
+}
+
 pub struct ChangedPiece {
     pub block: u64,
     pub offset: u64,
     pub data: Vec<u8>,
+    /// Where the changes after this piece start, as a page token; empty after the last.
+    pub next_page_token: String,
 }
 
 impl ChangedData {
@@ -155,10 +166,15 @@ impl ChangedData {
         if left > blocks {
             self.current = Some((block + blocks, left - blocks));
         }
+        let next = match self.current {
+            Some((b, _)) => Some(b),
+            None => self.listing.page(self.next_block, 1).0.first().map(|e| e.0),
+        };
         Ok(Some(ChangedPiece {
             block,
             offset,
             data: bytes,
+            next_page_token: self.listing.token(next),
         }))
     }
 }

@@ -22,6 +22,10 @@ pub enum DeltaError {
         length: u64,
         volume_size: u64,
     },
+    /// A listing asked to start past the volume's last block: a bad argument rather than
+    /// an empty answer, since no resumed listing can start there.
+    #[error("starting block {block} is past the volume's {blocks} blocks")]
+    StartOutsideVolume { block: u64, blocks: u64 },
     #[error("source type {0:?} is not supported: the only source type is \"{DELTA_SOURCE_TYPE}\"")]
     UnknownSourceType(String),
     #[error("a delta volume cannot have the Lower Cost performance level (vpus_per_gb 0)")]

@@ -143,15 +143,15 @@ impl Deltas {
         first: &str,
         second: &str,
         block_size: u64,
-        start_block: u64,
-        max_blocks: u64,
+        range: super::block_data::ChangedRange<'_>,
     ) -> Result<super::block_data::ChangedData, DeltaError> {
         let listing = self.changed(caller, first, second, block_size)?;
+        let start_block = listing.start(range.page_token, range.starting_block)?;
+        let max_blocks = range.max_blocks;
         if start_block > listing.map.total_blocks() {
-            return Err(DeltaError::RangeOutsideVolume {
-                offset: start_block.saturating_mul(listing.map.block_size()),
-                length: 0,
-                volume_size: listing.map.volume_size(),
+            return Err(DeltaError::StartOutsideVolume {
+                block: start_block,
+                blocks: listing.map.total_blocks(),
             });
         }
         Ok(super::block_data::ChangedData::new(

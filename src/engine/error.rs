@@ -55,6 +55,15 @@ impl EngineError {
     }
 }
 
+/// Write tracking fails only on its file: an I/O error like any other (a full disk
+/// included).
+impl From<crate::tracking::TrackingError> for EngineError {
+    fn from(e: crate::tracking::TrackingError) -> Self {
+        let crate::tracking::TrackingError::Io { path, source } = e;
+        EngineError::Io { path, source }
+    }
+}
+
 /// Requests that can never succeed as given, whatever the state.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidRequest {

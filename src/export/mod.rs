@@ -342,6 +342,12 @@ impl Exports {
         }
         if here {
             self.target.remove_export(&a.target_name);
+            // No write can come any more: the tracking file is closed clean.
+            if let Some(tracker) = self.svc.write_tracker(&volume)
+                && let Err(e) = tracker.persist()
+            {
+                tracing::warn!(volume = %volume.id, error = %e, "cannot close write tracking (the next incremental compares every block)");
+            }
         }
         self.svc.forget_attachment(&volume.id)?;
         self.sync_manifest(&volume.id);
@@ -452,6 +458,13 @@ impl Exports {
                     source,
                 },
             )?;
+            // Writes through the target to a managed volume are tracked: its next
+            // incremental reads only what they wrote.
+            if !a.read_only
+                && let Some(tracker) = self.svc.write_tracker(volume)
+            {
+                return Ok(Arc::new(crate::tracking::TrackedLun::new(lun, tracker)));
+            }
             return Ok(Arc::new(lun));
         }
         Ok(Arc::new(self.deltas.open_volume(&volume.id, a.block_size)?))

@@ -104,6 +104,8 @@ mod tests {
             allocated_blocks: 9,
             stored_bytes: 4096,
             merged_at: None,
+            change_source: None,
+            read_bytes: None,
         };
         ExportedRecord::new(
             "/srv/repo".into(),

@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use roaring::RoaringTreemap;
 
 use super::pack::FrameLocation;
-use super::{BackupIndex, Fingerprints, IndexHead, RepoError, Repository, TRACKING_BLOCK_SIZE};
+use super::{
+    BackupIndex, FingerprintStream, Fingerprints, IndexHead, RepoError, Repository,
+    TRACKING_BLOCK_SIZE,
+};
 
 const BLOCK: usize = TRACKING_BLOCK_SIZE as usize;
 /// Default bound on decompressed frames kept in memory.
@@ -168,6 +171,13 @@ impl ChainReader {
         }
         entries.sort_unstable_by_key(|e| e.0);
         Ok(Fingerprints { entries })
+    }
+
+    /// The same map as `fingerprints`, as a stream in block order (memory: a chunk per
+    /// backup of the chain, whatever the volume's size).
+    pub fn fingerprint_stream(&self, backup_id: &str) -> Result<FingerprintStream, RepoError> {
+        let plan = self.claim_plan(backup_id)?;
+        FingerprintStream::open(&self.repo, plan.sources)
     }
 
     /// A frame, decompressed and verified, through the cache. Concurrent readers

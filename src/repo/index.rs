@@ -37,12 +37,12 @@ use serde::{Deserialize, Serialize};
 
 use super::RepoError;
 use super::pack::{FrameLocation, PackId};
-use crate::kinds::{BackupKind, VolumeKind};
+use crate::kinds::{BackupKind, ChangeSource, VolumeKind};
 
 const INDEX_MAGIC: &[u8; 8] = b"BDIDX003";
 /// Indexes written before extents could start inside their frame (merges).
 const INDEX_MAGIC_V2: &[u8; 8] = b"BDIDX002";
-const FP_MAGIC: &[u8; 8] = b"BDFP0001";
+pub(super) const FP_MAGIC: &[u8; 8] = b"BDFP0001";
 const EXTENT_LEN_V2: usize = 8 + 4 + 16 + 8 + 4 + 32;
 const EXTENT_LEN: usize = EXTENT_LEN_V2 + 4;
 
@@ -117,6 +117,12 @@ pub struct BackupManifest {
     /// Set on a synthetic full: when the chain before it was merged into it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_at: Option<String>,
+    /// How the backup found its changes; absent in backups made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_source: Option<ChangeSource>,
+    /// Bytes the backup read from the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes: Option<u64>,
 }
 
 /// One run of consecutive tracking blocks whose bytes are in one frame: a whole frame
@@ -415,13 +421,32 @@ impl Fingerprints {
     /// (allocated block, fingerprint) pair. Equal volumes give equal hashes without
     /// hashing their zeros.
     pub fn content_hash(&self, size: u64) -> String {
+        let mut h = ContentHasher::new(size);
+        for (block, fp) in &self.entries {
+            h.add(*block, fp);
+        }
+        h.finish()
+    }
+}
+
+/// A backup's content hash (see `Fingerprints::content_hash`) fed one allocated block
+/// at a time, in ascending order: a backup computes it as it goes, without the map.
+pub struct ContentHasher(blake3::Hasher);
+
+impl ContentHasher {
+    pub fn new(size: u64) -> ContentHasher {
         let mut h = blake3::Hasher::new();
         h.update(&size.to_le_bytes());
-        for (block, fp) in &self.entries {
-            h.update(&block.to_le_bytes());
-            h.update(fp);
-        }
-        h.finalize().to_hex().to_string()
+        ContentHasher(h)
+    }
+
+    pub fn add(&mut self, block: u64, fingerprint: &[u8; 16]) {
+        self.0.update(&block.to_le_bytes());
+        self.0.update(fingerprint);
+    }
+
+    pub fn finish(&self) -> String {
+        self.0.finalize().to_hex().to_string()
     }
 }
 
@@ -483,6 +508,8 @@ mod tests {
                 allocated_blocks: 11,
                 stored_bytes: 0,
                 merged_at: None,
+                change_source: None,
+                read_bytes: None,
             },
             change,
             allocated,

@@ -21,6 +21,7 @@ pub mod chain;
 pub mod codec;
 mod copy;
 pub mod error;
+mod fingerprint_stream;
 pub mod hash;
 pub mod index;
 pub mod merge;
@@ -43,9 +44,10 @@ pub use chain::ChainReader;
 pub use codec::Codec;
 pub use copy::CopyCount;
 pub use error::RepoError;
+pub use fingerprint_stream::{BlockFingerprint, FingerprintStream};
 pub use index::{
-    AttachmentManifest, BackupIndex, BackupManifest, DeltaSourceManifest, Extent, Fingerprints,
-    IndexHead, VolumeManifest,
+    AttachmentManifest, BackupIndex, BackupManifest, ContentHasher, DeltaSourceManifest, Extent,
+    Fingerprints, IndexHead, VolumeManifest,
 };
 pub use pack::PackId;
 pub use store::s3::S3Settings;

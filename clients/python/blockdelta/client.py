@@ -12,6 +12,11 @@ from typing import Callable, Iterator, Optional, TypeVar
 
 import grpc
 
+try:  # optional: pieces are checked against their blake3 when it is installed
+    import blake3
+except ImportError:  # pragma: no cover
+    blake3 = None
+
 from .v1 import backup_pb2, backup_pb2_grpc, identity_pb2, identity_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 T = TypeVar("T")
@@ -219,20 +224,25 @@ class Client:
         yield from self._resumable(stream)
 
     def changed_block_data(self, first_backup_id: str, second_backup_id: str,
-                           block_size: int = 4096) -> Iterator[tuple]:
+                           block_size: int = 4096, page_token: str = "") -> Iterator[tuple]:
         """(offset, bytes) of every changed extent between two backups, in one stream
-        (GetChangedBlockData), pieces of at most 1 MiB; resumed after the last piece on
-        UNAVAILABLE, within the retry policy."""
-        next_block = 0
+        (GetChangedBlockData), pieces of at most 1 MiB, from `page_token` (a piece's
+        `next_page_token`) on; resumed after the last piece on UNAVAILABLE, within the
+        retry policy. Each piece's blake3 is checked when the `blake3` module is there."""
+        token = page_token
 
         def stream():
-            nonlocal next_block
+            nonlocal token
             req = backup_pb2.GetChangedBlockDataRequest(
                 first_backup_id=first_backup_id, second_backup_id=second_backup_id,
-                block_size=block_size, starting_block_index=next_block)
+                block_size=block_size, page_token=token)
             for p in self.backups.GetChangedBlockData(req, timeout=self.timeout, metadata=self._metadata):
-                next_block = p.block_index + p.block_count
+                if blake3 is not None and blake3.blake3(p.data).hexdigest() != p.blake3:
+                    raise ValueError(f"piece at {p.offset}: blake3 mismatch")
+                token = p.next_page_token
                 yield p.offset, p.data
+                if not token:
+                    return
 
         yield from self._resumable(stream)
 

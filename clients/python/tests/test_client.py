@@ -12,7 +12,7 @@ import grpc
 
 from blockdelta import Client, Extent, RetryPolicy
 from blockdelta.csi.v1 import snapshot_metadata_pb2
-from blockdelta.v1 import volume_pb2
+from blockdelta.v1 import backup_pb2, volume_pb2
 
 ENV = os.environ
 
@@ -52,6 +52,41 @@ class WorkflowTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as e:
             list(self.bd.read_block_data(self.second, 1 << 40, 1))
         self.assertEqual(e.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+
+    def test_changed_block_data_is_exact_resumes_by_token_and_refuses_bad_input(self):
+        def blocks(pieces):
+            out = {}
+            for offset, data in pieces:
+                for i in range(0, len(data), 4096):
+                    out[(offset + i) // 4096] = data[i:i + 4096]
+            return out
+
+        streamed = blocks(self.bd.changed_block_data(self.first, self.second))
+        want = [b for e in expected("BD_CHANGED") for b in range(e.offset // 4096, (e.offset + e.length) // 4096)]
+        self.assertEqual(sorted(streamed), want)
+        # Each block is the second backup's, as GetBlockData reads it.
+        for block, data in streamed.items():
+            raw = b"".join(c for _, c in self.bd.read_block_data(self.second, block * 4096, 4096))
+            self.assertEqual(data, raw)
+
+        def call(**kw):
+            req = backup_pb2.GetChangedBlockDataRequest(
+                first_backup_id=self.first, second_backup_id=self.second, **kw)
+            return list(self.bd.backups.GetChangedBlockData(req, timeout=20, metadata=self.bd._metadata))
+
+        first = call(max_blocks=1)
+        self.assertEqual(len(first), 1)
+        self.assertTrue(first[0].next_page_token)
+        rest = blocks(self.bd.changed_block_data(self.first, self.second, page_token=first[0].next_page_token))
+        self.assertEqual({**blocks([(first[0].offset, first[0].data)]), **rest}, streamed)
+        token = first[0].next_page_token
+        tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+        for bad in [dict(page_token=tampered), dict(page_token="zz-not-a-token"),
+                    dict(starting_block_index=1 << 40)]:
+            with self.assertRaises(grpc.RpcError) as e:
+                call(**bad)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, bad)
+            self.assertTrue(e.exception.details(), bad)
 
     def test_delta_volume_attach_detach_delete(self):
         d = self.bd.create_delta_volume(self.first, self.second)

@@ -158,14 +158,26 @@ impl Service {
                 allocated_blocks: 0,
                 stored_bytes: 0,
                 merged_at: None,
+                change_source: None,
+                read_bytes: None,
             },
             source: PathBuf::from(&volume.path),
             codec,
+            dirty: None,
         };
+        let tracker = self.write_tracker(volume);
+        let mut plan = plan;
+        if let Some(t) = &tracker {
+            plan.dirty = trusted_dirty(t.take(), &record);
+        }
         let volume_id = volume.id.clone();
         let backup_id = record.id.clone();
         let (panic_backup, panic_volume) = (backup_id.clone(), volume_id.clone());
+        let panic_tracker = tracker.clone();
         let on_panic = move |svc: &Arc<Service>| {
+            if let Some(t) = &panic_tracker {
+                t.abort();
+            }
             // The repository call that panicked may panic again here: the record must
             // still end as `error`.
             let removed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -194,7 +206,7 @@ impl Service {
                 let _shared = crate::sync::read(&svc.gc_lock);
                 run_backup(&svc.repo, plan, control)
             };
-            let read_stored = result.as_ref().map(|out| (size, out.stored_bytes)).ok();
+            let read_stored = result.as_ref().map(|out| (out.read_bytes, out.stored_bytes)).ok();
             let outcome = match result {
                 Ok(out) => {
                     let done = BackupRecord {
@@ -204,6 +216,8 @@ impl Service {
                         stored_bytes: out.stored_bytes,
                         content_hash: out.content_hash,
                         completed_at: out.completed_at,
+                        change_source: Some(out.change_source),
+                        read_bytes: out.read_bytes,
                         ..Default::default()
                     };
                     match svc.catalog.complete_backup(&done, svc.node_name()) {
@@ -217,6 +231,15 @@ impl Service {
                 }
                 Err(e) => Err(e),
             };
+            match (&tracker, &outcome) {
+                (Some(t), Ok(())) => {
+                    if let Err(e) = t.commit(&backup_id) {
+                        tracing::warn!(backup = %backup_id, error = %e, "cannot record the new base of write tracking (the next incremental compares every block)");
+                    }
+                }
+                (Some(t), Err(_)) => t.abort(),
+                (None, _) => {}
+            }
             if let Err(e) = &outcome {
                 tracing::warn!(backup = %backup_id, error = %e, "backup failed");
                 // Its index goes first: whatever else fails, the backup cannot come back.
@@ -455,6 +478,14 @@ impl Service {
                     .into());
                 }
                 self.claim_volume(&target.id, JobKind::Restore, id)?;
+                // The restore writes the file behind the target's back: what write
+                // tracking counted no longer says what changed since the last backup.
+                if let Some(tracker) = self.write_tracker(&target)
+                    && let Err(e) = tracker.invalidate(&format!("restored from {id}"))
+                {
+                    self.release_volume(&target.id);
+                    return Err(e.into());
+                }
                 (target, false)
             }
             None => {
@@ -663,4 +694,22 @@ impl BackupClock {
             (job + request) as f64 / 1e9,
         )
     }
+}
+
+/// The blocks write tracking took, when they say what changed since this backup's
+/// parent; otherwise the backup compares every block, and says why in the log.
+fn trusted_dirty(
+    taken: crate::tracking::Taken,
+    record: &BackupRecord,
+) -> Option<roaring::RoaringTreemap> {
+    let parent = record.parent_id.as_deref()?;
+    if taken.base.as_deref() == Some(parent) && taken.untrusted.is_none() {
+        return Some(taken.bits);
+    }
+    let why = taken.untrusted.unwrap_or_else(|| match &taken.base {
+        Some(base) => format!("write tracking counts from {base}, not from the parent"),
+        None => "write tracking has no backup to count from yet".into(),
+    });
+    tracing::info!(backup = %record.id, parent, why, "comparing every block");
+    None
 }

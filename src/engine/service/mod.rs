@@ -37,6 +37,7 @@ use std::thread::JoinHandle;
 use super::{EngineError, InvalidRequest, JobControl, Refusal};
 use crate::catalog::AttachmentRecord;
 use crate::catalog::{Catalog, CatalogError, VolumeRecord};
+use crate::kinds::VolumeKind;
 use crate::repo::store::RepositoryLocation;
 use crate::repo::{
     AttachmentManifest, ChainReader, Repository, S3Settings, TRACKING_BLOCK_SIZE, VolumeManifest,
@@ -90,6 +91,8 @@ pub struct Service {
     s3: S3Settings,
     /// The scheduler and the policy runs it started (see `scheduler`).
     policy_runs: scheduler::PolicyRuns,
+    /// Write tracking of managed volumes attached writable (see `crate::tracking`).
+    trackers: Arc<crate::tracking::Trackers>,
     /// Held (flock) for the service's life: one server per data directory, since
     /// startup removes packs that no index references.
     _dir_lock: std::fs::File,
@@ -171,6 +174,7 @@ impl Service {
         s3: &S3Settings,
         volume_roots: Vec<PathBuf>,
         cluster: cluster::ClusterSettings,
+        tracking_window: std::time::Duration,
     ) -> Result<Arc<Service>, EngineError> {
         std::fs::create_dir_all(data_dir).map_err(|e| EngineError::io(data_dir.display(), e))?;
         let data_dir = data_dir
@@ -229,6 +233,7 @@ impl Service {
             stopping: std::sync::atomic::AtomicBool::new(false),
             heartbeat: Mutex::new(None),
             policy_runs: scheduler::PolicyRuns::default(),
+            trackers: crate::tracking::Trackers::start(tracking_window),
             s3: s3.clone(),
             metrics: crate::metrics::Metrics::new(),
             _dir_lock: dir_lock,
@@ -320,7 +325,18 @@ impl Service {
             }
         }
         self.stop_scheduler();
+        self.trackers.shutdown();
         self.pending.retry(&self.catalog);
+    }
+
+    /// The write tracking of a managed volume; `None` for other kinds, whose files may be
+    /// written by others than our target.
+    pub fn write_tracker(
+        &self,
+        volume: &VolumeRecord,
+    ) -> Option<Arc<crate::tracking::WriteTracker>> {
+        (volume.kind == VolumeKind::Managed)
+            .then(|| self.trackers.tracker(&volume.id, Path::new(&volume.path)))
     }
 }
 

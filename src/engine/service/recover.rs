@@ -254,5 +254,7 @@ pub(super) fn recovered_backup(m: &BackupManifest) -> BackupRecord {
         completed_at: m.completed_at.clone(),
         project: m.volume.project.clone(),
         merged_at: m.merged_at.clone().unwrap_or_default(),
+        change_source: m.change_source,
+        read_bytes: m.read_bytes.unwrap_or_default(),
     }
 }

@@ -343,6 +343,8 @@ impl Service {
         // the volume meanwhile: its file is removed only once nothing can use it.
         self.catalog.delete_volume(&volume.id)?;
         if volume.kind == VolumeKind::Managed {
+            self.trackers
+                .forget(&volume.id, std::path::Path::new(&volume.path));
             match remove_volume_file(&volume.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
