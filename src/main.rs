@@ -142,8 +142,8 @@ enum Command {
     #[command(subcommand)]
     Repository(cli::repository::RepositoryCommand),
     /// The changed extents of an attached delta volume, as Oracle documents (GET LBA
-    /// STATUS(32) in scans of at most 1 GiB), listed or read into a sparse image.
-    Scan(cli::scan::ScanArgs),
+    /// STATUS(32) in scans of at most 1 GiB), listed, read into a sparse image or streamed.
+    Scan(Box<cli::scan::ScanArgs>),
     /// Rebuild missing catalog records from the repository alone.
     Recover {
         /// The server's repository (a folder or s3://BUCKET/PREFIX) [default: the one it
@@ -181,7 +181,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Serve(args) => return cli::serve::serve(*args).await,
         Command::Repository(cmd) => return cli::repository::run(cmd, cli.json).await,
-        Command::Scan(args) => return cli::scan::run(args, cli.json).await,
+        Command::Scan(args) if !args.verifies() => {
+            return cli::scan::run(*args, None, cli.json).await;
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "blockdelta", &mut std::io::stdout());
@@ -223,12 +225,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => cli::identity::token(channel, cmd, cli.acting_for, cli.json).await,
         Command::Quota(cmd) => cli::identity::quota(channel, cmd, cli.json).await,
         Command::Whoami => cli::identity::whoami(channel, cli.json).await,
-        Command::Completions { .. }
-        | Command::Manpage
-        | Command::Repository(_)
-        | Command::Scan(_) => {
+        Command::Completions { .. } | Command::Manpage | Command::Repository(_) => {
             unreachable!("answered above")
         }
+        Command::Scan(args) => cli::scan::run(*args, Some(channel), cli.json).await,
         Command::Recover { repository } => {
             cli::backups::recover(channel, repository, cli.json).await
         }

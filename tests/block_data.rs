@@ -300,6 +300,32 @@ fn scan_finds_and_reads_exactly_the_changed_extents() {
             got == expected,
             "scan --out {change_block}/{lun_block}: {read}"
         );
+        // --stream: the same extents and bytes, each with its blake3, in one framed stream.
+        let streamed = server.cli(&[&["scan", &url, "--stream"][..], &chap].concat());
+        assert!(streamed.status.success(), "{streamed:?}");
+        let decoded = blockdelta::scan::stream::decode(&streamed.stdout).unwrap();
+        assert_eq!(
+            (decoded.block_size as u64, decoded.medium_bytes),
+            (lun_block, SIZE)
+        );
+        let mut rebuilt = vec![0u8; SIZE as usize];
+        for (offset, data) in &decoded.extents {
+            rebuilt[*offset as usize..*offset as usize + data.len()].copy_from_slice(data);
+        }
+        assert!(
+            rebuilt == expected,
+            "scan --stream {change_block}/{lun_block}"
+        );
+        assert_eq!(decoded.extents.len(), want.len());
+        // --verify: extents against ListChangedBlocks, bytes against GetBlockData.
+        let verified = server.json1(&[&["scan", &url, "--verify"][..], &chap].concat());
+        assert_eq!(verified["verified"], true, "{verified}");
+        let e = server.cli(&[&["scan", &url, "--verify", &vol][..], &chap].concat());
+        assert!(!e.status.success());
+        assert!(
+            String::from_utf8_lossy(&e.stderr).contains("not a delta volume"),
+            "{e:?}"
+        );
         // Without CHAP the login is refused, and the command says so.
         let out = server.cli(&["scan", &url]);
         assert!(!out.status.success());
@@ -307,6 +333,19 @@ fn scan_finds_and_reads_exactly_the_changed_extents() {
         server.json1(&["volume", "delete", &delta]);
     }
     let e = server.cli(&["scan", "/dev/sdz"]);
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("/dev/sdz"),
+        "{e:?}"
+    );
+    // A file is not a SCSI device: SG_IO says so.
+    let e = server.cli(&["scan", path.to_str().unwrap()]);
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("SG_IO"),
+        "{e:?}"
+    );
+    let e = server.cli(&["scan", "sda"]);
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("iscsi://"));
 }

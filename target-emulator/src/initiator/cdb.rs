@@ -42,6 +42,14 @@ pub fn read_capacity_16() -> [u8; 16] {
     c
 }
 
+/// Standard INQUIRY data, at most `allocation_length` bytes.
+pub fn inquiry(allocation_length: u16) -> [u8; 6] {
+    let mut c = [0u8; 6];
+    c[0] = 0x12;
+    c[3..5].copy_from_slice(&allocation_length.to_be_bytes());
+    c
+}
+
 /// READ(16) of `blocks` logical blocks from `lba`.
 pub fn read_16(lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
@@ -78,5 +86,32 @@ mod tests {
         assert!(parse(&read_16(1, 2)).is_ok());
         assert!(parse(&write_10(1, 1)).is_ok());
         assert!(parse(&read_capacity_16()).is_ok());
+        assert!(parse(&inquiry(96)).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_target_parses_every_built_cdb_back_to_its_fields(
+            lba in 0u64..u64::MAX / 2, scan: u32, report in 0u8..=4, alloc in 24u32..1 << 20,
+            blocks in 1u32..1 << 16, inq in 5u16..=u16::MAX,
+        ) {
+            let Ok(Command::GetLbaStatus(g)) = parse(&get_lba_status_32(lba, scan, report, 0, alloc)) else {
+                panic!("GET LBA STATUS(32)");
+            };
+            proptest::prop_assert_eq!(
+                (g.lba, g.scan_length, g.report_type, g.allocation_length, g.long_form),
+                (lba, scan, report, alloc, true)
+            );
+            let Ok(Command::GetLbaStatus(g)) = parse(&get_lba_status_16(lba, alloc, report)) else {
+                panic!("GET LBA STATUS(16)");
+            };
+            proptest::prop_assert_eq!((g.lba, g.allocation_length, g.long_form), (lba, alloc, false));
+            let Ok(Command::Read(r)) = parse(&read_16(lba, blocks)) else { panic!("READ(16)") };
+            proptest::prop_assert_eq!((r.lba, r.blocks), (lba, u64::from(blocks)));
+            let Ok(Command::Inquiry { evpd, allocation_length, .. }) = parse(&inquiry(inq)) else {
+                panic!("INQUIRY")
+            };
+            proptest::prop_assert_eq!((evpd, allocation_length), (false, inq));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! cannot send). For tests and tools; one command at a time.
 
 pub mod cdb;
+pub mod replies;
 
 use crate::login::chap::{self, ChapCredentials};
 use crate::pdu::{
@@ -49,9 +50,9 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
-    /// (sense key, ASC, ASCQ) of fixed-format sense, if any.
+    /// (sense key, ASC, ASCQ) of the sense data (fixed or descriptor format), if any.
     pub fn sense_code(&self) -> Option<(u8, u8, u8)> {
-        (self.sense.len() >= 14).then(|| (self.sense[2] & 0x0f, self.sense[12], self.sense[13]))
+        replies::sense_code(&self.sense).map(|c| (c.key, c.asc, c.ascq))
     }
 }
 

@@ -11,11 +11,11 @@
 //! serves the crate's sessions and fuzz targets.
 
 mod allocation;
-mod capacity;
+pub(crate) mod capacity;
 pub(crate) mod cdb;
-mod inquiry;
+pub(crate) mod inquiry;
 pub mod lba_status;
-mod limits;
+pub(crate) mod limits;
 mod mode;
 mod nexus;
 mod opcodes;
