@@ -12,6 +12,11 @@
   gen_volume.py change PATH FRACTION SEED
       rewrites about FRACTION of the volume's 4 KiB blocks in scattered
       places (single blocks and short runs), text-like or random.
+  gen_volume.py plan PATH FRACTION SEED DIR
+      the same kind of rewrite of about FRACTION of the volume's *allocated*
+      blocks, not done but planned for a host to do through iSCSI: each run's
+      bytes go to DIR/N.bin and a qemu-io command per run is printed
+      (`write -q -s DIR/N.bin OFFSET LENGTH`).
 
 Every 4 KiB block of text gets a unique first line, so neither tool can
 deduplicate what a real volume would not let it.
@@ -138,6 +143,51 @@ def change(path, fraction, seed):
     print(f"changed ~{changed} of {blocks} blocks ({100.0 * changed / blocks:.1f} %)")
 
 
+def data_runs(path):
+    """(first block, blocks) of the file's data, from SEEK_DATA / SEEK_HOLE."""
+    runs = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        at = 0
+        while at < size:
+            try:
+                data = os.lseek(f.fileno(), at, os.SEEK_DATA)
+            except OSError:
+                break
+            hole = os.lseek(f.fileno(), data, os.SEEK_HOLE)
+            first, end = data // BLOCK, (hole + BLOCK - 1) // BLOCK
+            if end > first:
+                runs.append((first, end - first))
+            at = hole
+    return runs
+
+
+def plan(path, fraction, seed, out_dir):
+    rng = random.Random(seed)
+    base = corpus(rng, 4 << 20)
+    runs = data_runs(path)
+    allocated = sum(n for _, n in runs)
+    target = int(allocated * fraction)
+    os.makedirs(out_dir, exist_ok=True)
+    changed = n = 0
+    while changed < target:
+        first, blocks = rng.choices(runs, weights=[b for _, b in runs])[0]
+        count = min(rng.choice([1, 1, 1, 2, 3, 4, 8, 16]), blocks)
+        start = first + rng.randrange(0, blocks - count + 1)
+        if rng.random() < 0.5:
+            data = text_blocks(rng, base, start, count, str(seed).encode())
+        else:
+            data = os.urandom(count * BLOCK)
+        src = os.path.join(out_dir, f"{n}.bin")
+        with open(src, "wb") as f:
+            f.write(data)
+        print(f"write -q -s {src} {start * BLOCK} {count * BLOCK}")
+        changed += count
+        n += 1
+    print(f"planned {n} writes, ~{changed} of {allocated} allocated blocks "
+          f"({100.0 * changed / max(allocated, 1):.2f} %)", file=sys.stderr)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "create":
         create(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
@@ -145,5 +195,7 @@ if __name__ == "__main__":
         mixed(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "change":
         change(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "plan":
+        plan(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     else:
         sys.exit(__doc__)

@@ -121,7 +121,12 @@ fn the_kernel_initiator_scans_delta_volumes_with_sg_io_and_writes_a_tracked_volu
     let inc = s(&server.backup(&vol, &["--incremental"])["id"]);
 
     // Four delta volumes: change block 4 KiB and 1 MiB, each at 512- and 4096-byte blocks.
-    let combos = [(4096u64, 512u64), (4096, 4096), (1 << 20, 512), (1 << 20, 4096)];
+    let combos = [
+        (4096u64, 512u64),
+        (4096, 4096),
+        (1 << 20, 512),
+        (1 << 20, 4096),
+    ];
     let mut deltas = Vec::new();
     for (change_block, lun_block) in combos {
         let id = s(&server.json1(&[
@@ -135,8 +140,20 @@ fn the_kernel_initiator_scans_delta_volumes_with_sg_io_and_writes_a_tracked_volu
             "--change-block-size",
             &change_block.to_string(),
         ])["id"]);
-        let a = server.json1(&["volume", "attach", &id, "--block-size", &lun_block.to_string()]);
-        deltas.push((id, s(&a["target_iqn"]), change_block, lun_block, s(&a["portal"])));
+        let a = server.json1(&[
+            "volume",
+            "attach",
+            &id,
+            "--block-size",
+            &lun_block.to_string(),
+        ]);
+        deltas.push((
+            id,
+            s(&a["target_iqn"]),
+            change_block,
+            lun_block,
+            s(&a["portal"]),
+        ));
     }
     // A managed volume the guest writes through the kernel.
     let (written, wpath) = server.create_volume("written", SIZE);
@@ -148,9 +165,8 @@ fn the_kernel_initiator_scans_delta_volumes_with_sg_io_and_writes_a_tracked_volu
 
     let port: u16 = server.iscsi.rsplit(':').next().unwrap().parse().unwrap();
     let http = serve_once(guest_bundle(dir.path()), Duration::from_secs(400));
-    let mut script = format!(
-        "wget -q -O /tmp/bd.tgz http://10.0.2.2:{http}/bd.tgz\ntar xzf /tmp/bd.tgz -C /\n"
-    );
+    let mut script =
+        format!("wget -q -O /tmp/bd.tgz http://10.0.2.2:{http}/bd.tgz\ntar xzf /tmp/bd.tgz -C /\n");
     let disks = ["sda", "sdb", "sdc", "sdd", "sde"];
     let targets: Vec<&str> = deltas
         .iter()

@@ -330,6 +330,8 @@ async fn wait_backup(
     while_status: &str,
 ) -> anyhow::Result<pb::Backup> {
     let bar = Progress::new();
+    // Short jobs answer soon: the poll starts at 20 ms and backs off to 200 ms.
+    let mut pause = Duration::from_millis(20);
     loop {
         let b = c
             .get_backup(pb::GetBackupRequest { id: id.to_string() })
@@ -340,7 +342,8 @@ async fn wait_backup(
             bar.finish();
             return Ok(b);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
 

@@ -184,6 +184,9 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 pub struct Progress {
     tty: bool,
     started: std::time::Instant,
+    /// When the bar was last drawn: it is redrawn at most ten times a second, so a job
+    /// that reports every few KiB does not spend its time (or a slow console's) drawing.
+    drawn: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Progress {
@@ -192,6 +195,7 @@ impl Progress {
         Progress {
             tty: unsafe { libc::isatty(2) } == 1,
             started: std::time::Instant::now(),
+            drawn: std::cell::Cell::new(None),
         }
     }
 
@@ -199,6 +203,15 @@ impl Progress {
         if !self.tty || total == 0 {
             return;
         }
+        let now = std::time::Instant::now();
+        let recent = self
+            .drawn
+            .get()
+            .is_some_and(|at| now.duration_since(at) < std::time::Duration::from_millis(100));
+        if recent && done < total {
+            return;
+        }
+        self.drawn.set(Some(now));
         eprint!(
             "\r{}   ",
             progress_line(done, total, self.started.elapsed())

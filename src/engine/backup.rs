@@ -135,7 +135,12 @@ pub fn run_backup(
     // evenly to 100 % instead of creeping to the allocated share and jumping.
     let to_read: u64 = ranges.iter().map(|(start, end)| end - start).sum();
     control.set_total(to_read.max(1));
-    let workers = worker_count();
+    // Reading only written blocks is many small reads and little work on each: more
+    // readers than cores keep the disk's queue full.
+    let workers = match source {
+        ChangeSource::DirtyBitmap => (worker_count() * 4).max(8),
+        ChangeSource::FullCompare => worker_count(),
+    };
     let (result_tx, result_rx) = sync_channel::<Result<PieceResult, EngineError>>(workers * 2);
     let keep_unread = source == ChangeSource::DirtyBitmap;
     let cursor = PieceCursor::new(
@@ -483,11 +488,11 @@ struct Totals {
 
 impl Totals {
     fn take(&mut self, piece: PieceResult) {
-        // Blocks not read are the parent's, unchanged (only written blocks were read).
+        // Blocks not read are the parent's, unchanged (only written blocks were read);
+        // they are allocated as in the parent, which `write_results` adds at the end.
         for (block, fp) in &piece.unread {
             self.hasher.add(*block, fp);
         }
-        self.allocated.extend(piece.unread.iter().map(|e| e.0));
         for (block, fp) in &piece.fingerprints {
             self.hasher.add(*block, fp);
         }
@@ -553,6 +558,9 @@ fn write_results(
         stored,
         read_bytes,
     } = totals;
+    if let (ChangeSource::DirtyBitmap, Some(dirty)) = (results.source, &plan.dirty) {
+        allocated |= results.parent_allocated - dirty;
+    }
     // Blocks the parent held and that are zero now changed too (zeroed or trimmed).
     changed |= results.parent_allocated - &allocated;
     let content_hash = hasher.finish();

@@ -429,24 +429,61 @@ impl Fingerprints {
     }
 }
 
+#[cfg(test)]
+mod content_hash_tests {
+    use super::*;
+
+    #[test]
+    fn batched_hashing_is_the_hash_of_the_pairs() {
+        let entries: Vec<(u64, [u8; 16])> =
+            (0..10_000u64).map(|b| (b * 3, [b as u8; 16])).collect();
+        let mut plain = blake3::Hasher::new();
+        plain.update(&(1u64 << 30).to_le_bytes());
+        for (b, fp) in &entries {
+            plain.update(&b.to_le_bytes());
+            plain.update(fp);
+        }
+        assert_eq!(
+            Fingerprints { entries }.content_hash(1 << 30),
+            plain.finalize().to_hex().to_string()
+        );
+    }
+}
+
 /// A backup's content hash (see `Fingerprints::content_hash`) fed one allocated block
 /// at a time, in ascending order: a backup computes it as it goes, without the map.
-pub struct ContentHasher(blake3::Hasher);
+/// The 24-byte pairs are hashed in batches (the same bytes in the same order, so the same
+/// hash): blake3 is several times faster on long inputs than on tiny ones, and a
+/// write-tracked incremental hashes every allocated block's pair while reading few.
+pub struct ContentHasher {
+    hasher: blake3::Hasher,
+    pending: Vec<u8>,
+}
+
+const HASH_BATCH: usize = 64 << 10;
 
 impl ContentHasher {
     pub fn new(size: u64) -> ContentHasher {
-        let mut h = blake3::Hasher::new();
-        h.update(&size.to_le_bytes());
-        ContentHasher(h)
+        let mut pending = Vec::with_capacity(HASH_BATCH + 24);
+        pending.extend_from_slice(&size.to_le_bytes());
+        ContentHasher {
+            hasher: blake3::Hasher::new(),
+            pending,
+        }
     }
 
     pub fn add(&mut self, block: u64, fingerprint: &[u8; 16]) {
-        self.0.update(&block.to_le_bytes());
-        self.0.update(fingerprint);
+        self.pending.extend_from_slice(&block.to_le_bytes());
+        self.pending.extend_from_slice(fingerprint);
+        if self.pending.len() >= HASH_BATCH {
+            self.hasher.update(&self.pending);
+            self.pending.clear();
+        }
     }
 
-    pub fn finish(&self) -> String {
-        self.0.finalize().to_hex().to_string()
+    pub fn finish(mut self) -> String {
+        self.hasher.update(&self.pending);
+        self.hasher.finalize().to_hex().to_string()
     }
 }
 

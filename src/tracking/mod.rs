@@ -104,11 +104,20 @@ impl Trackers {
         }
     }
 
+    /// Writes every tracker's file. A failure (or a panic) leaves that file in use, which
+    /// is safe: its volume's next incremental compares every block. It must not stop the
+    /// others, the thread or a shutdown.
     fn persist_all(&self) {
         let all: Vec<_> = lock(&self.map).values().cloned().collect();
         for t in all {
-            if let Err(e) = t.persist() {
-                tracing::warn!(error = %e, "cannot persist write tracking (it stays marked in use)");
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.persist())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot persist write tracking (it stays marked in use)")
+                }
+                Err(_) => {
+                    tracing::error!("persisting write tracking panicked (it stays marked in use)")
+                }
             }
         }
     }

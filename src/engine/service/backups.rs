@@ -233,8 +233,17 @@ impl Service {
             };
             match (&tracker, &outcome) {
                 (Some(t), Ok(())) => {
-                    if let Err(e) = t.commit(&backup_id) {
-                        tracing::warn!(backup = %backup_id, error = %e, "cannot record the new base of write tracking (the next incremental compares every block)");
+                    // The backup is available now: nothing here may undo that, a panic
+                    // included (the job's panic handler would mark it `error`).
+                    let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        t.commit(&backup_id)
+                    }));
+                    if !matches!(committed, Ok(Ok(()))) {
+                        let error = match committed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "it panicked".into(),
+                        };
+                        tracing::warn!(backup = %backup_id, error, "cannot record the new base of write tracking (the next incremental compares every block)");
                     }
                 }
                 (Some(t), Err(_)) => t.abort(),
