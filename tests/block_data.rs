@@ -237,17 +237,11 @@ fn scan_finds_and_reads_exactly_the_changed_extents() {
     let now = std::fs::read(&path).unwrap();
     let inc = s(&server.backup(&vol, &["--incremental"])["id"]);
     for (change_block, lun_block) in [(4096u64, 512u64), (1 << 20, 4096)] {
-        let delta = s(&server.json1(&[
-            "volume",
-            "create",
-            "--from-delta",
-            "--first-backup",
+        let delta = s(&server.create_delta(
             &full,
-            "--second-backup",
             &inc,
-            "--change-block-size",
-            &change_block.to_string(),
-        ])["id"]);
+            &["--change-block-size", &change_block.to_string()],
+        )["id"]);
         let a = server.json1(&[
             "volume",
             "attach",

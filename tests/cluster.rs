@@ -175,17 +175,7 @@ fn three_nodes_share_backups_restores_and_delta_exports() {
     assert_eq!(file_hash(Path::new(&s(&restored["path"]))), second_hash);
 
     // A delta volume made on B, attached on C (asked for through B with --node).
-    let delta = b.json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        &full_id,
-        "--second-backup",
-        &inc_id,
-        "--change-block-size",
-        "4096",
-    ]);
+    let delta = b.create_delta(&full_id, &inc_id, &["--change-block-size", "4096"]);
     let delta_id = s(&delta["id"]);
     let att = b.json1(&["volume", "attach", &delta_id, "--node", "node-c"]);
     assert_eq!(att["node"], "node-c", "{att}");

@@ -87,17 +87,7 @@ fn generations(m: &mut SparseModel) -> [BTreeMap<u64, Vec<u8>>; 3] {
 }
 
 fn delta_volume(server: &Server, first: &str, second: &str, cbs: u64) -> Value {
-    server.json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        first,
-        "--second-backup",
-        second,
-        "--change-block-size",
-        &cbs.to_string(),
-    ])
+    server.create_delta(first, second, &["--change-block-size", &cbs.to_string()])
 }
 
 /// Every listing path gives `expected` (byte extents at change block size `cbs`).

@@ -59,15 +59,7 @@ fn kernel_initiator_scans_a_delta_volume_with_chap_and_reads_its_changes() {
     let changed = diff(&before, &m.blocks);
     let expected = coarse_extents(&changed, 4096, SIZE);
 
-    let delta = server.json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        &full,
-        "--second-backup",
-        &inc,
-    ]);
+    let delta = server.create_delta(&full, &inc, &[]);
     let id = s(&delta["id"]);
     let a = server.json1(&[
         "volume",

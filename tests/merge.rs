@@ -85,15 +85,7 @@ fn merge(catalog: CatalogKind) {
         .collect();
 
     // A delta volume made from the full blocks the merge, which changes nothing.
-    let d = server.json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        &full,
-        "--second-backup",
-        &i1,
-    ]);
+    let d = server.create_delta(&full, &i1, &[]);
     let refused = server.fails(&["backup", "merge", &i2], "FAILED_PRECONDITION");
     assert!(
         refused.contains(&full) && refused.contains(&s(&d["id"])),

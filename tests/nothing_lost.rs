@@ -469,15 +469,7 @@ fn defect_5_recover_keeps_deletions_delta_volumes_attachments_and_history() {
     let full = s(&server.backup(&vol, &[])["id"]);
     m.fill(5, 3, Fill::Text);
     let inc = s(&server.backup(&vol, &["--incremental"])["id"]);
-    let delta = server.json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        &full,
-        "--second-backup",
-        &inc,
-    ]);
+    let delta = server.create_delta(&full, &inc, &[]);
     let delta_id = s(&delta["id"]);
     let attached = server.json1(&["volume", "attach", &delta_id, "--chap"]);
     let audit_before = server.cli(&["audit"]).stdout.len();

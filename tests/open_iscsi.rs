@@ -349,15 +349,7 @@ fn open_iscsi_life_cycle_on_a_delta_volume_with_discovery_chap() {
     let inc = s(&fx.server().backup(&vol_id, &["--incremental"])["id"]);
     let changed: BTreeSet<u64> = diff(&before, &m.blocks);
     let expected = coarse_extents(&changed, 4096, SIZE);
-    let delta = s(&fx.server().json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        &full,
-        "--second-backup",
-        &inc,
-    ])["id"]);
+    let delta = s(&fx.server().create_delta(&full, &inc, &[])["id"]);
     let att = fx.attach(&delta, "512");
     assert_eq!(att.portal.ip().to_string(), "10.0.2.2", "advertised portal");
 

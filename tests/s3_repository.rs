@@ -160,15 +160,7 @@ async fn deleted_objects_are_named_and_a_dead_endpoint_fails_only_the_job() {
     assert_eq!(inc_packs.len(), 1, "the incremental stored one pack");
 
     // A delta volume over the pair, attached before anything is damaged.
-    let delta = server.json1(&[
-        "volume",
-        "create",
-        "--from-delta",
-        "--first-backup",
-        &full,
-        "--second-backup",
-        &inc,
-    ]);
+    let delta = server.create_delta(&full, &inc, &[]);
     let delta_id = s(&delta["id"]);
     let att = Attached::from_json(&server.json1(&["volume", "attach", &delta_id]));
 

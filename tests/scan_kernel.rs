@@ -129,17 +129,11 @@ fn the_kernel_initiator_scans_delta_volumes_with_sg_io_and_writes_a_tracked_volu
     ];
     let mut deltas = Vec::new();
     for (change_block, lun_block) in combos {
-        let id = s(&server.json1(&[
-            "volume",
-            "create",
-            "--from-delta",
-            "--first-backup",
+        let id = s(&server.create_delta(
             &full,
-            "--second-backup",
             &inc,
-            "--change-block-size",
-            &change_block.to_string(),
-        ])["id"]);
+            &["--change-block-size", &change_block.to_string()],
+        )["id"]);
         let a = server.json1(&[
             "volume",
             "attach",

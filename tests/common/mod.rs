@@ -144,6 +144,22 @@ impl Server {
         v.remove(0)
     }
 
+    /// `volume create --from-delta` over `first`..`second` (with `more` flags, such as
+    /// `--change-block-size`): the new delta volume's record.
+    pub fn create_delta(&self, first: &str, second: &str, more: &[&str]) -> Value {
+        let mut args = vec![
+            "volume",
+            "create",
+            "--from-delta",
+            "--first-backup",
+            first,
+            "--second-backup",
+            second,
+        ];
+        args.extend_from_slice(more);
+        self.json1(&args)
+    }
+
     /// Runs a CLI command that must fail; returns its stderr.
     pub fn fails(&self, args: &[&str], code: &str) -> String {
         let out = self.cli(args);

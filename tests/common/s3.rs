@@ -154,7 +154,12 @@ impl SeaweedFs {
 
     fn spawn(&mut self) {
         let [master, volume, filer, s3] = self.ports;
-        let log = std::fs::File::create(self.dir.path().join("weed.log")).unwrap();
+        // Appended, not truncated: a restart keeps what the server said before it.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("weed.log"))
+            .unwrap();
         let child = Command::new(weed_binary())
             .arg("server")
             .arg("-ip=127.0.0.1")
@@ -223,7 +228,7 @@ impl SeaweedFs {
         assert!(
             self.wait_ready(Duration::from_secs(30)),
             "bucket {bucket} never took an object:\n{}",
-            self.log()
+            self.log_tail(80)
         );
     }
 
@@ -282,7 +287,9 @@ impl SeaweedFs {
         keys
     }
 
-    /// Stops the server: SIGTERM, 5 s of grace, then SIGKILL.
+    /// Stops the server: SIGTERM, 5 s of grace, then SIGKILL; then waits (10 s at most)
+    /// until its ports can be bound again, so that a restart does not race its own
+    /// listeners.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -290,24 +297,48 @@ impl SeaweedFs {
         // SAFETY: signalling the child this struct started, by its pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !self.ports_free() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
-    /// Starts it again on the same ports and data (after `stop`).
+    fn ports_free(&self) -> bool {
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        self.ports.iter().all(|&p| free(p) && free(p + 10000))
+    }
+
+    /// Starts it again on the same ports and data (after `stop`): three tries of 60 s,
+    /// since a SeaweedFS killed mid-write sometimes needs a second start to take puts.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
-        assert!(
-            self.wait_ready(Duration::from_secs(60)),
-            "SeaweedFS came back"
-        );
+        for _ in 0..3 {
+            self.spawn();
+            if self.wait_ready(Duration::from_secs(60)) {
+                return;
+            }
+            self.stop();
+        }
+        panic!("SeaweedFS did not come back:\n{}", self.log_tail(80));
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// The server's log, for a failing test's message.
